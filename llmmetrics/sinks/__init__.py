@@ -1,0 +1,27 @@
+"""Where rendered trace records go. A sink is anything with ``emit``, ``flush`` and ``close``.
+
+``emit`` runs on the user's LLM call path: it must be O(1), never block on I/O, and never raise.
+Delivery happens on the sink's own worker; ``flush``/``close`` wait for it with a bound.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..record import Record
+
+__all__ = ["Sink", "Record"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str
+
+    def emit(self, record: Record) -> None:
+        """Hand over one record without blocking; count and log (never raise) if it cannot be kept."""
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True when everything emitted so far was delivered."""
+
+    def close(self, timeout: float) -> None:
+        """Flush with a bounded wait and stop the worker. Never hangs."""
