@@ -1,0 +1,287 @@
+"""Loki's push API on the wire: stream labels, the JSON body, and one HTTP POST.
+
+Kept apart from the sink's queueing so that the encoding can be measured on its own (see
+``benchmarks/loki_shipping.py``) and so that the shipper's cost per batch is easy to see: one Python loop over
+the records, one ``orjson.dumps``, one ``zlib.compress`` and one ``sendall``. Each of those is a single call
+into C; that matters because every time the shipper thread gives up the GIL (I/O, compression) a CPU-bound
+application thread keeps it for a whole switch interval (5 ms by default) before the shipper runs again, so
+a shipper that makes many small calls (a streaming gzip writer, one write per record, a chunked body)
+crawls while the application is busy.
+
+>>> enc = PushEncoder({"service_name": "checkout", "env": "prod"}, structured_metadata=True, gzip_level=1)
+>>> body = enc.encode_json([Record(1, b'{"a":1}', "call", "info", "openai", "gpt-4o", "t" * 32, "s" * 16,
+...                                "c" * 32, None, None)])
+>>> body[:60]
+b'{"streams":[{"stream":{"service_name":"checkout","env":"prod'
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import http.client
+import re
+import socket
+import ssl
+import time
+import urllib.parse
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+import orjson
+
+from ..config import Config, ConfigError
+from ..record import Record
+
+__all__ = [
+    "PUSH_PATH", "MAX_LINE_BYTES", "MAX_LABEL_NAMES", "MAX_LABEL_VALUE_CHARS",
+    "stream_labels", "PushEncoder", "PushResponse", "PushTransport", "HTTPTransport", "parse_retry_after",
+]
+
+PUSH_PATH = "/loki/api/v1/push"
+#: Loki's default ``max_line_size`` (256 KB); longer entries are refused by the distributor.
+MAX_LINE_BYTES = 256 * 1024
+#: Loki's default ``max_label_names_per_series``.
+MAX_LABEL_NAMES = 15
+#: Loki's default ``max_label_value_length``.
+MAX_LABEL_VALUE_CHARS = 2048
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: Labels the sink sets itself; a static label may not reuse these names.
+RESERVED_LABELS = ("service_name", "env", "provider", "level")
+
+
+def stream_labels(config: Config) -> dict[str, str]:
+    """The labels shared by every stream (service_name, env, static labels), validated like Loki would.
+
+    ``provider`` and ``level`` come from each record. Raises ``ConfigError`` naming the offending label.
+    """
+    labels = {"service_name": config.service, "env": config.env}
+    for name, value in dict(config.loki_labels).items():
+        if not isinstance(name, str) or not LABEL_NAME.match(name):
+            raise ConfigError(f"loki_labels: {name!r} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*) "
+                              "(argument loki_labels or LLMMETRICS_LOKI_LABELS)")
+        if name in RESERVED_LABELS:
+            raise ConfigError(f"loki_labels: {name!r} is set by llmmetrics itself and cannot be overridden "
+                              "(argument loki_labels or LLMMETRICS_LOKI_LABELS)")
+        labels[name] = value
+    for name, value in labels.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"Loki label {name!r} needs a non-empty string value, got {value!r}")
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            raise ConfigError(f"Loki label {name!r} is {len(value)} characters long; Loki accepts at most "
+                              f"{MAX_LABEL_VALUE_CHARS}")
+    if len(labels) + 2 > MAX_LABEL_NAMES:  # + provider, level
+        raise ConfigError(f"Loki streams would carry {len(labels) + 2} labels; Loki accepts at most "
+                          f"{MAX_LABEL_NAMES} (argument loki_labels or LLMMETRICS_LOKI_LABELS)")
+    return labels
+
+
+def _ts(record: Record) -> int:
+    return record.ts_ns
+
+
+class PushEncoder:
+    """Turns a batch of records into one gzip-compressed push body.
+
+    Records are grouped into streams by (provider, level) and sorted by timestamp within each stream, as
+    Loki requires of the entries of one stream in one push.
+    """
+
+    def __init__(self, base_labels: Mapping[str, str], *, structured_metadata: bool, gzip_level: int = 1) -> None:
+        self._base = dict(base_labels)
+        self._structured_metadata = structured_metadata
+        self._level = gzip_level
+        self._stream_labels: dict[tuple[str, str], dict[str, str]] = {}
+
+    def _labels(self, provider: str, level: str) -> dict[str, str]:
+        labels = self._stream_labels.get((provider, level))
+        if labels is None:
+            labels = dict(self._base)
+            # an empty label value means "no label" to Loki; keep the stream addressable instead
+            labels["provider"] = (provider or "unknown")[:MAX_LABEL_VALUE_CHARS]
+            labels["level"] = (level or "info")[:MAX_LABEL_VALUE_CHARS]
+            if len(self._stream_labels) < 1000:
+                self._stream_labels[(provider, level)] = labels
+        return labels
+
+    def encode_json(self, records: Sequence[Record]) -> bytes:
+        """The uncompressed JSON body."""
+        streams: dict[tuple[str, str], list[Record]] = {}
+        for r in records:
+            key = (r.provider, r.level)
+            group = streams.get(key)
+            if group is None:
+                streams[key] = [r]
+            else:
+                group.append(r)
+        out = []
+        for (provider, level), group in streams.items():
+            group.sort(key=_ts)
+            if self._structured_metadata:
+                values = [[str(r.ts_ns), r.line.decode("utf-8", "replace"), _metadata(r)] for r in group]
+            else:
+                values = [[str(r.ts_ns), r.line.decode("utf-8", "replace")] for r in group]
+            out.append({"stream": self._labels(provider, level), "values": values})
+        return orjson.dumps({"streams": out})
+
+    def encode(self, records: Sequence[Record]) -> bytes:
+        """The gzip-compressed JSON body (one ``zlib.compress`` call; ``wbits=31`` writes the gzip format)."""
+        return zlib.compress(self.encode_json(records), self._level, 31)
+
+
+def _metadata(r: Record) -> dict[str, str]:
+    meta = {"trace_id": r.trace_id, "span_id": r.span_id}
+    if r.call_id:
+        meta["call_id"] = r.call_id
+    if r.user_id:
+        meta["user_id"] = r.user_id if type(r.user_id) is str else str(r.user_id)
+    if r.request_id:
+        meta["request_id"] = r.request_id if type(r.request_id) is str else str(r.request_id)
+    return meta
+
+
+class PushResponse(NamedTuple):
+    status: int
+    retry_after: float | None  # seconds, from a Retry-After header
+    text: str  # the response body, truncated
+
+
+class PushTransport(Protocol):
+    """Sends one compressed push body; raises ``OSError`` (or ``http.client.HTTPException``) when no answer."""
+
+    def post(self, body: bytes) -> PushResponse: ...
+
+    def abort(self) -> None:
+        """Called from another thread: make a blocked ``post`` fail now (close() must never hang)."""
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's connection without touching it."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_MAX_ERROR_TEXT = 512
+
+
+class HTTPTransport:
+    """HTTP/1.1 POST to Loki over one persistent connection (``http.client``, no extra dependency).
+
+    ``http.client`` sends the headers and a ``bytes`` body in one ``sendall`` and reads the status line and
+    headers from one buffered ``recv``, so a push costs a handful of GIL hand-offs whatever its size.
+    """
+
+    def __init__(self, url: str, *, timeout: float, tenant: str | None = None, username: str | None = None,
+                 password: str | None = None, bearer_token: str | None = None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"loki_url must be an http:// or https:// URL, got {redact_url(url)!r} "
+                              "(argument loki_url or LLMMETRICS_LOKI_URL)")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        path = parts.path.rstrip("/")
+        self.path = path if path.endswith(PUSH_PATH) else path + PUSH_PATH
+        self.timeout = timeout
+        self.headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "llmmetrics"}
+        username = username or (urllib.parse.unquote(parts.username) if parts.username else None)
+        password = password or (urllib.parse.unquote(parts.password) if parts.password else None)
+        if bearer_token:
+            self.headers["Authorization"] = "Bearer " + bearer_token
+        elif username is not None:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self.headers["Authorization"] = "Basic " + token
+        if tenant:
+            self.headers["X-Scope-OrgID"] = tenant
+        #: The URL without credentials, safe to log.
+        self.display_url = redact_url(url)
+        self._conn: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> HTTPTransport:
+        if not config.loki_url:
+            raise ConfigError("loki_url is required for the Loki sink (argument loki_url or LLMMETRICS_LOKI_URL)")
+        return cls(config.loki_url, timeout=config.loki_timeout_seconds, tenant=config.loki_tenant,
+                   username=config.loki_username, password=config.loki_password,
+                   bearer_token=config.loki_bearer_token)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn = conn
+        return conn
+
+    def post(self, body: bytes) -> PushResponse:
+        conn = self._conn
+        reused = conn is not None
+        try:
+            return self._post(conn or self._connect(), body)
+        except (OSError, http.client.HTTPException):
+            self.close()
+            if not reused:
+                raise
+        # an idle keep-alive connection the server had closed: one immediate retry on a fresh one
+        try:
+            return self._post(self._connect(), body)
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def _post(self, conn: http.client.HTTPConnection, body: bytes) -> PushResponse:
+        conn.request("POST", self.path, body, self.headers)
+        resp = conn.getresponse()
+        text = resp.read()
+        if resp.will_close:
+            self.close()
+        retry_after = parse_retry_after(resp.getheader("Retry-After")) if resp.status >= 400 else None
+        return PushResponse(resp.status, retry_after, text[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip())
+
+    def abort(self) -> None:
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def reset_after_fork(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.sock is not None:
+            # close our copy of the descriptor only: shutdown() would cut the parent's connection too
+            conn.sock.close()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any ``user:password@`` removed, for logs and errors."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
