@@ -20,7 +20,7 @@ __all__ = ["Config", "ConfigError", "DEFAULT_SECRET_PATTERNS"]
 #: They never match a quote or a backslash, so scrubbing the rendered JSON cannot break its syntax.
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
     r"sk-[A-Za-z0-9_\-]{16,}",
-    r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{16,}",
+    r"(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{16,}",
     r"AKIA[0-9A-Z]{16}",
 )
 

@@ -6,9 +6,15 @@ structured metadata) ride beside it so no sink ever parses the line again.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import NamedTuple
 
-__all__ = ["Record"]
+__all__ = ["Record", "timestamp"]
+
+
+def timestamp(ts_ns: int) -> datetime:
+    """The record's ``timestamp`` (rendered by orjson as ISO-8601 with ``+00:00``)."""
+    return datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
 
 
 class Record(NamedTuple):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ..config import Config
+from ..metrics import SelfMetrics
 from ..record import Record
 
-__all__ = ["Sink", "Record"]
+__all__ = ["Sink", "Record", "build_sinks"]
 
 
 @runtime_checkable
@@ -25,3 +27,22 @@ class Sink(Protocol):
 
     def close(self, timeout: float) -> None:
         """Flush with a bounded wait and stop the worker. Never hangs."""
+
+
+def build_sinks(config: Config, self_metrics: SelfMetrics) -> list[Sink]:
+    """The sinks a Config asks for: the local file (default), Loki, and the ``logging`` module."""
+    sinks: list[Sink] = []
+    if config.trace_file:
+        from .file import FileSink
+
+        sinks.append(FileSink(config.trace_file, self_metrics, max_bytes=config.trace_file_max_bytes,
+                              backups=config.trace_file_backups))
+    if config.loki_url:
+        from .loki import LokiSink
+
+        sinks.append(LokiSink(config, self_metrics))
+    if config.log_records:
+        from .logging import LoggingSink
+
+        sinks.append(LoggingSink(self_metrics))
+    return sinks

@@ -1,0 +1,42 @@
+"""llmmetrics: see what your LLM calls do in production.
+
+Latency, tokens, cost and errors as Prometheus metrics; every call's full record as one JSON trace line
+(a local file by default, or Grafana Loki).
+
+>>> import openai, llmmetrics
+>>> llmmetrics.configure(service="checkout")                       # doctest: +SKIP
+>>> client = llmmetrics.instrument(openai.OpenAI())                # doctest: +SKIP
+>>> llmmetrics.start_http_server(8000)                             # doctest: +SKIP
+>>> with llmmetrics.bind_context(user_id="u-42"):                  # doctest: +SKIP
+...     with llmmetrics.trace_run("support-agent"):
+...         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+"""
+
+from __future__ import annotations
+
+from .config import Config, ConfigError
+from .context import bind_context, trace_run
+from .exposition import start_http_server
+from .instrumentation import call_llm_with_tracing, instrument, is_instrumented, uninstrument
+from .runtime import configure, runtime, shutdown
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "bind_context",
+    "call_llm_with_tracing",
+    "configure",
+    "flush",
+    "instrument",
+    "is_instrumented",
+    "runtime",
+    "shutdown",
+    "start_http_server",
+    "trace_run",
+    "uninstrument",
+]
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait up to ``timeout`` seconds for every emitted trace record to reach its sinks."""
+    return runtime().flush(timeout)

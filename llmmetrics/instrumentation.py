@@ -1,0 +1,459 @@
+"""Instrumentation of the ``openai`` client: every create call becomes metrics plus one trace record.
+
+Traced: ``chat.completions.create``, ``responses.create`` and ``embeddings.create`` on ``OpenAI`` and
+``AsyncOpenAI`` (and subclasses such as ``AzureOpenAI``), including ``stream=True`` and ``with_raw_response``.
+
+- ``instrument(client)`` traces one client (and the copies ``with_options`` makes of it);
+  ``instrument()`` traces every client process-wide by patching the resource classes. Both are idempotent,
+  and ``uninstrument`` undoes exactly what ``instrument`` did.
+- The object returned and the exception raised are the ones the bare client returns and raises. A stream
+  is returned as the very same ``Stream`` object; only its iterator is wrapped.
+- For chat streams the API is asked for usage (``stream_options.include_usage``) when the user did not ask,
+  and the extra usage-only chunk is withheld, so user code sees exactly the chunks it would have seen.
+- A failure inside the instrumentation is counted (``llmmetrics_instrumentation_errors_total``) and logged
+  at debug; it never reaches the user's call.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import time
+import types
+from typing import Any
+
+from openai._types import NotGiven, Omit
+
+from .context import _bound, _run
+from .providers import provider_for_url
+from .record import timestamp
+from .runtime import Runtime, runtime
+from .streams import wrap_async_stream, wrap_sync_stream
+
+__all__ = ["instrument", "uninstrument", "is_instrumented", "call_llm_with_tracing"]
+
+log = logging.getLogger("llmmetrics")
+
+#: operation → (module, sync class, async class) of the openai resource that implements ``create``.
+_TARGETS = {
+    "chat": ("openai.resources.chat.completions.completions", "Completions", "AsyncCompletions"),
+    "responses": ("openai.resources.responses.responses", "Responses", "AsyncResponses"),
+    "embeddings": ("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings"),
+}
+_RESOURCE_PATHS = {"chat": ("chat", "completions"), "responses": ("responses",), "embeddings": ("embeddings",)}
+_CONTENT_ARG = {"chat": "messages", "responses": "input", "embeddings": "input"}
+_NOT_KWARGS = frozenset({"model", "messages", "input", "stream"})
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "openai-api-key", "proxy-authorization",
+                             "cookie", "x-goog-api-key", "ocp-apim-subscription-key"})
+_MARK = "__llmmetrics_original__"
+_PROVIDER_ATTR = "_llmmetrics_provider"
+_INSTANCE_ATTR = "_llmmetrics_instrumented"
+
+
+class Call:
+    """One traced call in flight: what was asked, when, under which run and context."""
+
+    __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
+                 "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "call_id", "first_token", "chunks",
+                 "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
+                 "output", "stream_error")
+
+    def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
+        self.rt = rt
+        self.operation = operation
+        client = resource._client
+        provider = getattr(client, _PROVIDER_ATTR, None)
+        if provider is None:
+            provider = rt.config.provider or provider_for_url(client.base_url)
+            try:
+                setattr(client, _PROVIDER_ATTR, provider)
+            except Exception:  # a client that refuses attributes just pays the lookup each call
+                pass
+        self.provider = provider
+        self.model = model = kwargs.get("model")
+        self.model_label = label = rt.metrics.model_label(model)
+        self.series = rt.metrics.series(provider, label, operation)
+        self.kwargs = kwargs
+        self.content = kwargs.get(_CONTENT_ARG[operation])
+        self.stream = kwargs.get("stream") is True
+        if self.stream and type(self.content) is list:
+            self.content = list(self.content)  # the user may append to it while consuming the stream
+        raw = os.urandom(40).hex()
+        self.ctx = _bound.get()
+        self.run = run = _run.get()
+        self.trace_id = run.trace_id if run is not None else raw[:32]
+        self.call_id = raw[32:64]
+        self.span_id = raw[64:]
+        self.first_token: float | None = None
+        self.chunks: list[str] | None = None
+        self.usage: Any = None
+        self.response_model: str | None = None
+        self.finish_reason: str | None = None
+        self.tool_calls: list[dict[str, Any]] | None = None
+        self.provider_request_id: str | None = None
+        self.output: str | None = None
+        self.stream_error: BaseException | None = None
+        self.finished = False
+        self.series.in_flight.inc()
+        self.ts_ns = time.time_ns()
+        self.t0 = time.perf_counter()
+
+    # -- outcomes -------------------------------------------------------------------------------------------
+
+    def succeed(self) -> None:
+        self._finish(time.perf_counter(), None)
+
+    def fail(self, exc: BaseException) -> None:
+        self._finish(time.perf_counter(), exc)
+
+    def _finish(self, t1: float, exc: BaseException | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        latency = t1 - self.t0
+        series = self.series
+        series.in_flight.dec()
+        exemplar = {"trace_id": self.trace_id, "span_id": self.span_id}
+        ttft = None if self.first_token is None else self.first_token - self.t0
+        input_tokens = output_tokens = cached = reasoning = None
+        cost = None
+        error = None
+        if exc is None:
+            series.requests_ok.inc()
+            series.duration_ok.observe(latency, exemplar)
+            usage = self.usage
+            if usage is not None:
+                input_tokens, output_tokens, cached, reasoning = _read_usage(self.operation, usage)
+                tokens, hist = series.tokens, series.token_hist
+                for i, n in enumerate((input_tokens, output_tokens, cached, reasoning)):
+                    if n is not None:
+                        tokens[i].inc(n)
+                        hist[i].observe(n)
+                price = self.rt.prices.lookup(self.model, self.response_model)
+                if price is not None:
+                    cost = price.cost(input_tokens or 0, output_tokens or 0, cached or 0)
+                    series.cost.inc(cost, exemplar)
+            if cost is None:
+                series.unpriced.inc()
+        else:
+            error_type = type(exc).__name__
+            series.requests_error.inc()
+            series.duration_error.observe(latency, exemplar)
+            series.error(error_type).inc()
+            error = {"type": error_type, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
+            if self.provider_request_id is None:
+                self.provider_request_id = getattr(exc, "request_id", None)
+        if ttft is not None:
+            series.ttft.observe(ttft)
+        latency_ms = latency * 1000.0
+        if self.run is not None:
+            self.run.steps.append({
+                "call_id": self.call_id, "span_id": self.span_id, "operation": self.operation, "model": self.model,
+                "status": "error" if error else "success", "latency_ms": latency_ms, "input_tokens": input_tokens,
+                "output_tokens": output_tokens, "cached_input_tokens": cached, "reasoning_tokens": reasoning,
+                "cost_usd": cost, "error_type": error["type"] if error else None,
+                "error_message": error["message"] if error else None,
+            })
+        self.rt.emit(self._record(latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error),
+                     self.model_label)
+
+    def _record(self, latency_ms: float, ttft: float | None, input_tokens: int | None, output_tokens: int | None,
+                cached: int | None, reasoning: int | None, cost: float | None, error: dict[str, Any] | None
+                ) -> dict[str, Any]:
+        run = self.run
+        rt = self.rt
+        output = self.output
+        if output is None and self.chunks:
+            output = "".join(self.chunks)
+        total = None if input_tokens is None else input_tokens + (output_tokens or 0)
+        return {
+            "kind": "call",
+            "call_id": self.call_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": run.span_id if run is not None else None,
+            "parent_trace_id": run.trace_id if run is not None else None,
+            "run_name": run.name if run is not None else None,
+            "timestamp": timestamp(self.ts_ns),
+            "ts_ns": self.ts_ns,
+            "service": rt.config.service,
+            "env": rt.config.env,
+            "provider": self.provider,
+            "operation": self.operation,
+            "model": self.model,
+            "response_model": self.response_model,
+            "stream": self.stream,
+            "status": "error" if error else "success",
+            "latency_ms": latency_ms,
+            "ttft_ms": None if ttft is None else ttft * 1000.0,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_input_tokens": cached,
+            "reasoning_tokens": reasoning,
+            "total_tokens": total,
+            "cost_usd": cost,
+            "error": error,
+            "messages": self.content,
+            "kwargs": _safe_kwargs(self.kwargs),
+            "output": output,
+            "finish_reason": self.finish_reason,
+            "tool_calls": self.tool_calls,
+            "provider_request_id": self.provider_request_id,
+            "user_id": None,
+            "request_id": None,
+            "feature_flags": {},
+            "context": {},
+            "sampled": None,
+            "truncated": False,
+            "_context": self.ctx,
+        }
+
+    # -- reading a parsed response -------------------------------------------------------------------------
+
+    def read_response(self, response: Any) -> None:
+        """Take usage, model, output and finish reason from a parsed (non-stream) response."""
+        self.response_model = getattr(response, "model", None)
+        self.provider_request_id = getattr(response, "_request_id", None)
+        self.usage = getattr(response, "usage", None)
+        op = self.operation
+        if op == "chat":
+            choices = getattr(response, "choices", None)
+            if choices:
+                first = choices[0]
+                message = first.message
+                self.output = message.content
+                self.finish_reason = first.finish_reason
+                if message.tool_calls:
+                    self.tool_calls = [_chat_tool_call(t) for t in message.tool_calls]
+        elif op == "responses":
+            self.read_responses_object(response)
+
+    def read_responses_object(self, response: Any) -> None:
+        self.response_model = getattr(response, "model", None) or self.response_model
+        self.usage = getattr(response, "usage", None)
+        self.output = getattr(response, "output_text", None)
+        details = getattr(response, "incomplete_details", None)
+        self.finish_reason = getattr(details, "reason", None) or getattr(response, "status", None)
+        calls = [i for i in getattr(response, "output", None) or () if getattr(i, "type", None) == "function_call"]
+        if calls:
+            self.tool_calls = [{"id": c.call_id, "name": c.name, "arguments": c.arguments} for c in calls]
+
+
+def _chat_tool_call(tool_call: Any) -> dict[str, Any]:
+    function = getattr(tool_call, "function", None)
+    return {"id": tool_call.id, "name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)}
+
+
+def _read_usage(operation: str, usage: Any) -> tuple[int | None, int | None, int | None, int | None]:
+    """(input, output, cached input, reasoning) from either usage shape; absent parts are None."""
+    if operation == "responses":
+        input_tokens = usage.input_tokens
+        output_tokens = usage.output_tokens
+        cached = getattr(usage.input_tokens_details, "cached_tokens", None)
+        reasoning = getattr(usage.output_tokens_details, "reasoning_tokens", None)
+        return input_tokens, output_tokens, cached, reasoning
+    input_tokens = usage.prompt_tokens
+    if operation == "embeddings":
+        return input_tokens, None, None, None
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details is not None else None
+    details = usage.completion_tokens_details
+    reasoning = details.reasoning_tokens if details is not None else None
+    return input_tokens, usage.completion_tokens, cached, reasoning
+
+
+def _safe_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Request arguments worth recording: no content (recorded apart), no unset sentinels, no secrets."""
+    out = {k: v for k, v in kwargs.items() if k not in _NOT_KWARGS and not isinstance(v, (NotGiven, Omit))}
+    headers = out.get("extra_headers")
+    if headers:
+        out["extra_headers"] = {k: ("[REDACTED]" if str(k).lower() in _SECRET_HEADERS else v)
+                                for k, v in headers.items() if not str(k).lower().startswith("x-stainless")}
+    return out
+
+
+# -- wrapping create --------------------------------------------------------------------------------------------
+
+def _is_raw(kwargs: dict[str, Any]) -> bool:
+    headers = kwargs.get("extra_headers")
+    return bool(headers) and "X-Stainless-Raw-Response" in headers  # set by with_raw_response/with_streaming_response
+
+
+def _prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask a chat stream for usage if the user did not; return the kwargs to send and whether we asked."""
+    if call.operation != "chat" or not call.stream:
+        return kwargs, False
+    options = kwargs.get("stream_options")
+    if isinstance(options, dict) and "include_usage" in options:
+        return kwargs, False
+    merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+    return {**kwargs, "stream_options": merged}, True
+
+
+def _start(operation: str, resource: Any, kwargs: dict[str, Any]) -> Call | None:
+    rt = runtime()
+    try:
+        return Call(rt, operation, resource, kwargs)
+    except Exception:
+        rt.self_metrics.instrumentation_errors.labels("record").inc()
+        log.debug("llmmetrics: could not start tracing a call", exc_info=True)
+        return None
+
+
+def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) -> Any:
+    """Record a returned value; streams get their iterator wrapped and finish later. Returns ``result``."""
+    try:
+        if hasattr(result, "http_response") and hasattr(result, "parse"):  # with_raw_response
+            call.provider_request_id = result.headers.get("x-request-id")
+            parsed = result.parse()  # cached by openai: the user's own parse() returns this same object
+        else:
+            parsed = result
+        if call.stream:
+            if is_async:
+                wrap_async_stream(parsed, call, withhold_usage)
+            else:
+                wrap_sync_stream(parsed, call, withhold_usage)
+            return result
+        call.read_response(parsed)
+    except Exception as exc:  # e.g. parse() of an invalid body: the user will see this when they parse
+        if hasattr(result, "http_response"):
+            call.fail(exc)
+            return result
+        call.rt.self_metrics.instrumentation_errors.labels("record").inc()
+        log.debug("llmmetrics: could not read the response", exc_info=True)
+    call.succeed()
+    return result
+
+
+def _traced_sync(operation: str, original: Any) -> Any:
+    @functools.wraps(original)
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _start(operation, self, kwargs)
+        if call is None:
+            return original(self, *args, **kwargs)
+        send, withhold = _prepare_stream(call, kwargs)
+        if withhold and _is_raw(kwargs):
+            send, withhold = kwargs, False  # a raw stream is read by the user: never alter what they read
+        try:
+            result = original(self, *args, **send)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        return _on_result(call, result, withhold, False)
+
+    setattr(create, _MARK, original)
+    return create
+
+
+def _traced_async(operation: str, original: Any) -> Any:
+    @functools.wraps(original)
+    async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _start(operation, self, kwargs)
+        if call is None:
+            return await original(self, *args, **kwargs)
+        send, withhold = _prepare_stream(call, kwargs)
+        if withhold and _is_raw(kwargs):
+            send, withhold = kwargs, False
+        try:
+            result = await original(self, *args, **send)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        return _on_result(call, result, withhold, True)
+
+    setattr(create, _MARK, original)
+    return create
+
+
+# -- instrument / uninstrument ------------------------------------------------------------------------------------
+
+def _classes() -> list[tuple[str, type, bool]]:
+    found = []
+    for operation, (module_name, sync_name, async_name) in _TARGETS.items():
+        module = importlib.import_module(module_name)
+        found.append((operation, getattr(module, sync_name), False))
+        found.append((operation, getattr(module, async_name), True))
+    return found
+
+
+def _wrap(operation: str, original: Any, is_async: bool) -> Any:
+    return (_traced_async if is_async else _traced_sync)(operation, original)
+
+
+def instrument(client: Any = None) -> Any:
+    """Trace one ``openai`` client (returned, for chaining), or every client when called with no argument.
+
+    >>> client = instrument(openai.OpenAI())  # doctest: +SKIP
+    """
+    if client is None:
+        for operation, cls, is_async in _classes():
+            if not hasattr(cls.create, _MARK):
+                cls.create = _wrap(operation, cls.create, is_async)
+        return None
+    if is_instrumented(client):
+        return client
+    import openai
+
+    is_async = isinstance(client, openai.AsyncOpenAI)
+    for operation, path in _RESOURCE_PATHS.items():
+        resource = client
+        for attr in path:
+            resource = getattr(resource, attr)
+        original = type(resource).create
+        original = getattr(original, _MARK, original)
+        resource.__dict__.pop("with_raw_response", None)  # rebuilt from our create on next access
+        resource.create = types.MethodType(_wrap(operation, original, is_async), resource)
+    original_copy = type(client).copy
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        return instrument(original_copy(client, *args, **kwargs))
+
+    client.copy = client.with_options = copy
+    setattr(client, _INSTANCE_ATTR, True)
+    return client
+
+
+def uninstrument(client: Any = None) -> None:
+    """Undo ``instrument``: for one client, or process-wide when called with no argument."""
+    if client is None:
+        for _operation, cls, _is_async in _classes():
+            original = getattr(cls.create, _MARK, None)
+            if original is not None:
+                cls.create = original
+        return
+    if not getattr(client, _INSTANCE_ATTR, False):
+        return
+    for path in _RESOURCE_PATHS.values():
+        resource = client
+        for attr in path:
+            resource = getattr(resource, attr)
+        resource.__dict__.pop("create", None)
+        resource.__dict__.pop("with_raw_response", None)
+    client.__dict__.pop("copy", None)
+    client.__dict__.pop("with_options", None)
+    client.__dict__.pop(_INSTANCE_ATTR, None)
+
+
+def is_instrumented(client: Any = None) -> bool:
+    """True if ``client`` (or, with no argument, every client process-wide) is traced."""
+    if client is None:
+        return all(hasattr(cls.create, _MARK) for _op, cls, _a in _classes())
+    if getattr(client, _INSTANCE_ATTR, False):
+        return True
+    return hasattr(type(client.chat.completions).create, _MARK)
+
+
+def call_llm_with_tracing(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+    """The design article's wrapper, kept as a convenience: one traced chat completion.
+
+    Works with a bare or an instrumented client (never counted twice); returns what the client returns.
+
+    >>> call_llm_with_tracing(client, "gpt-4o-mini", [{"role": "user", "content": "hi"}], temperature=0)  # doctest: +SKIP
+    """
+    completions = client.chat.completions
+    if is_instrumented(client):
+        return completions.create(model=model, messages=messages, **kwargs)
+    original = getattr(type(completions).create, _MARK, type(completions).create)
+    return _traced_sync("chat", original)(completions, model=model, messages=messages, **kwargs)

@@ -1,0 +1,183 @@
+"""Stream tracing: the user keeps the very ``Stream`` object openai returned; only its iterator is wrapped.
+
+The wrapper passes every chunk through, notes the first token, collects output and usage, withholds the
+usage-only chunk when llmmetrics asked for it, and finishes the call exactly once: when the stream is
+exhausted, fails, is closed (``close()``, leaving a ``with`` block) or is dropped after a ``break``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .instrumentation import Call
+
+__all__ = ["wrap_sync_stream", "wrap_async_stream"]
+
+log = logging.getLogger("llmmetrics")
+
+
+def _observe_chat(call: Call, chunk: Any, withhold_usage: bool) -> bool:
+    """Note what a chat chunk tells; True if the chunk must be withheld from the user."""
+    choices = chunk.choices
+    if choices:
+        if call.first_token is None:
+            call.first_token = time.perf_counter()
+            call.response_model = chunk.model
+        choice = choices[0]
+        delta = choice.delta
+        if delta is not None:
+            text = delta.content
+            if text:
+                call.chunks.append(text)  # type: ignore[union-attr]
+            if delta.tool_calls:
+                _merge_tool_calls(call, delta.tool_calls)
+        if choice.finish_reason is not None:
+            call.finish_reason = choice.finish_reason
+        if chunk.usage is not None:
+            call.usage = chunk.usage
+        return False
+    usage = chunk.usage
+    if usage is not None:
+        call.usage = usage
+        call.response_model = call.response_model or chunk.model
+        return withhold_usage
+    return False
+
+
+def _merge_tool_calls(call: Call, deltas: Any) -> None:
+    calls = call.tool_calls if call.tool_calls is not None else []
+    call.tool_calls = calls
+    for delta in deltas:
+        while len(calls) <= delta.index:
+            calls.append({"id": None, "name": None, "arguments": ""})
+        entry = calls[delta.index]
+        if delta.id:
+            entry["id"] = delta.id
+        function = delta.function
+        if function is not None:
+            if function.name:
+                entry["name"] = function.name
+            if function.arguments:
+                entry["arguments"] += function.arguments
+
+
+def _observe_response_event(call: Call, event: Any) -> None:
+    kind = event.type
+    if kind == "response.output_text.delta":
+        if call.first_token is None:
+            call.first_token = time.perf_counter()
+    elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        response = event.response
+        call.read_responses_object(response)
+        if kind == "response.failed":
+            error = getattr(response, "error", None)
+            call.stream_error = _ResponseFailed(getattr(error, "message", None) or "response failed")
+
+
+class _ResponseFailed(Exception):
+    """The Responses API reported ``response.failed`` inside a stream (the user sees the event, no raise)."""
+
+
+def _finish(call: Call, exc: BaseException | None) -> None:
+    try:
+        if exc is None and call.stream_error is not None:
+            exc = call.stream_error
+        if exc is None:
+            call.succeed()
+        else:
+            call.fail(exc)
+    except Exception:
+        call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
+        log.debug("llmmetrics: finishing a stream failed", exc_info=True)
+
+
+def _observer(call: Call, withhold_usage: bool) -> Any:
+    if call.operation == "chat":
+        call.chunks = []
+        return lambda chunk: _observe_chat(call, chunk, withhold_usage)
+
+    def observe(event: Any) -> bool:
+        _observe_response_event(call, event)
+        return False
+
+    return observe
+
+
+def _guarded(call: Call, observe: Any) -> Any:
+    """The observer, made harmless: after its first failure it is counted once and switched off."""
+    def safe(item: Any) -> bool:
+        nonlocal observe
+        try:
+            return observe(item)
+        except Exception:
+            call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
+            log.debug("llmmetrics: reading a stream chunk failed", exc_info=True)
+            observe = _never
+            return False
+    return safe
+
+
+def _never(item: Any) -> bool:
+    return False
+
+
+def wrap_sync_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
+    observe = _guarded(call, _observer(call, withhold_usage))
+    inner: Iterator[Any] = stream._iterator
+
+    def traced() -> Iterator[Any]:
+        try:
+            for item in inner:
+                if not observe(item):
+                    yield item
+        except GeneratorExit:  # closed or dropped early: a partial stream, not an error
+            _finish(call, None)
+            raise
+        except BaseException as exc:
+            _finish(call, exc)
+            raise
+        _finish(call, None)
+
+    original_close = stream.close
+
+    def close() -> None:
+        try:
+            original_close()
+        finally:
+            _finish(call, None)
+
+    stream._iterator = traced()
+    stream.close = close
+
+
+def wrap_async_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
+    observe = _guarded(call, _observer(call, withhold_usage))
+    inner: AsyncIterator[Any] = stream._iterator
+
+    async def traced() -> AsyncIterator[Any]:
+        try:
+            async for item in inner:
+                if not observe(item):
+                    yield item
+        except GeneratorExit:
+            _finish(call, None)
+            raise
+        except BaseException as exc:
+            _finish(call, exc)
+            raise
+        _finish(call, None)
+
+    original_close = stream.close
+
+    async def close() -> None:
+        try:
+            await original_close()
+        finally:
+            _finish(call, None)
+
+    stream._iterator = traced()
+    stream.close = close
