@@ -1,0 +1,367 @@
+"""A stand-in for Loki that enforces Loki's documented push contract, for tests and benchmarks.
+
+It is not Loki: it stores nothing but what it accepted, and answers only ``POST /loki/api/v1/push``. But it
+refuses what Loki's distributor refuses, with Loki's status codes and error texts:
+
+- path ``/loki/api/v1/push`` (404 otherwise), method POST (405);
+- ``Content-Type: application/json`` (415 otherwise: this stand-in does not decode protobuf);
+- ``Content-Encoding`` ``gzip`` or none (415 for others, 400 for a body that does not gunzip);
+- the JSON shape ``{"streams":[{"stream":{...},"values":[["<ns>","<line>",{metadata}?]]}]}``;
+  timestamps must be strings of nanoseconds (Loki rejects numbers);
+- label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one and at most 15 labels, values at most 2048 chars;
+- structured metadata an object of string to string (and refused entirely when emulating Loki 2.x);
+- lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week);
+- entries of one stream in one push in timestamp order.
+
+Like Loki, a structural error refuses the whole push; an entry-level error (line too long, too old, out of
+order, or the ``poison`` predicate) discards that entry, keeps the others and answers 400 with the error.
+
+It can be told to fail (500), stall (hold requests unanswered until released), answer 429 with
+``Retry-After``, or go down (stop listening and cut open connections) and come back up on the same port.
+
+>>> with LokiContractServer() as loki:
+...     loki.url.startswith("http://127.0.0.1:")
+True
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+
+__all__ = ["LokiContractServer", "Entry", "Attempt"]
+
+PUSH_PATH = "/loki/api/v1/push"
+MAX_LINE_BYTES = 256 * 1024
+MAX_LABEL_NAMES = 15
+MAX_LABEL_VALUE_CHARS = 2048
+REJECT_OLD_SAMPLES_MAX_AGE_NS = 7 * 86400 * 10**9
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+
+class Entry(NamedTuple):
+    labels: dict[str, str]
+    ts_ns: int
+    line: str
+    metadata: dict[str, str]
+
+
+class Attempt(NamedTuple):
+    at: float  # time.monotonic() when the request arrived
+    status: int  # what was answered (0: connection cut without an answer)
+    headers: dict[str, str]
+
+
+class _PushRejected(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def _labels_string(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+class LokiContractServer:
+    """Loki's push endpoint on 127.0.0.1, validating every push; see the module docstring."""
+
+    def __init__(self, *, port: int = 0, structured_metadata: bool = True) -> None:
+        self.structured_metadata = structured_metadata
+        self.accepted: list[Entry] = []
+        self.attempts: list[Attempt] = []
+        self.errors: list[str] = []
+        self._mode = "ok"
+        self._fail_status = 500
+        self._retry_after: str | None = None
+        self._poison: Callable[[str], bool] | None = None
+        self._release = threading.Event()
+        self._lock = threading.Condition()
+        self._connections: set[socket.socket] = set()
+        self._port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> LokiContractServer:
+        owner = self
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        class Handler(_PushHandler):
+            server_owner = owner
+
+        self._httpd = Server(("127.0.0.1", self._port), Handler)
+        self._port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="loki-contract-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self.down()
+
+    def __enter__(self) -> LokiContractServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    # ---- behaviour switches --------------------------------------------------------------------------------
+
+    def ok(self) -> None:
+        """Answer normally (204 for a valid push)."""
+        self._mode = "ok"
+
+    def fail(self, status: int = 500) -> None:
+        """Answer every push with ``status`` (a 5xx) and Loki-like error text."""
+        self._mode, self._fail_status = "fail", status
+
+    def rate_limit(self, retry_after: str | None = "1") -> None:
+        """Answer every push 429 with this ``Retry-After`` value (seconds or an HTTP date)."""
+        self._mode, self._retry_after = "429", retry_after
+
+    def stall(self) -> None:
+        """Hold every push unanswered until ``release()`` (or ``stop()``)."""
+        self._release.clear()
+        self._mode = "stall"
+
+    def release(self) -> None:
+        """End a stall: held requests are then cut without an answer; later ones are served normally."""
+        self._mode = "ok"
+        self._release.set()
+
+    def poison(self, predicate: Callable[[str], bool] | None) -> None:
+        """Discard entries whose line matches ``predicate`` and answer 400, as Loki does for an invalid entry."""
+        self._poison = predicate
+
+    def down(self) -> None:
+        """Stop listening (connection refused) and cut every open connection."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        if self._httpd is None:
+            self.start()
+
+    # ---- inspection ----------------------------------------------------------------------------------------
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return [e.line for e in self.accepted]
+
+    def wait_for(self, condition: Callable[[LokiContractServer], bool], timeout: float) -> bool:
+        """Block until ``condition(server)`` holds (re-checked after every request) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not condition(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.2))
+            return True
+
+    def _record(self, attempt: Attempt, entries: list[Entry], error: str | None) -> None:
+        with self._lock:
+            self.attempts.append(attempt)
+            self.accepted.extend(entries)
+            if error:
+                self.errors.append(error)
+            self._lock.notify_all()
+
+    # ---- validation ----------------------------------------------------------------------------------------
+
+    def validate(self, headers: Any, raw: bytes) -> tuple[list[Entry], str | None]:
+        """Entries accepted and the entry-level error (if any); raises _PushRejected for a refused push."""
+        ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype != "application/json":
+            raise _PushRejected(415, f"unsupported Content-Type {ctype!r}: this stand-in accepts application/json")
+        encoding = (headers.get("Content-Encoding") or "").strip().lower()
+        if encoding == "gzip":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as e:
+                raise _PushRejected(400, f"gzip: invalid body: {e}") from None
+        elif encoding not in ("", "identity"):
+            raise _PushRejected(415, f"Content-Encoding {encoding!r} not supported")
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise _PushRejected(400, f"loghttp.PushRequest: {e}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("streams"), list):
+            raise _PushRejected(400, "loghttp.PushRequest: \"streams\" must be an array")
+        now = time.time_ns()
+        accepted: list[Entry] = []
+        error: str | None = None
+        for stream in body["streams"]:
+            labels = self._check_labels(stream)
+            values = stream.get("values")
+            if not isinstance(values, list):
+                raise _PushRejected(400, "loghttp.PushRequest.Streams: \"values\" must be an array")
+            last_ts = None
+            for value in values:
+                ts, line, meta = self._check_entry(value)
+                shown = _labels_string(labels)
+                if len(line.encode()) > MAX_LINE_BYTES:
+                    error = (f"Max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
+                             f"an entry with length '{len(line.encode())}' bytes")
+                elif ts < now - REJECT_OLD_SAMPLES_MAX_AGE_NS:
+                    error = f"entry for stream '{shown}' has timestamp too old: {ts}"
+                elif last_ts is not None and ts < last_ts:
+                    error = f"entry with timestamp {ts} ignored, reason: 'entry out of order' for stream: {shown}"
+                elif self._poison is not None and self._poison(line):
+                    error = f"entry for stream '{shown}' refused by the test's poison predicate"
+                else:
+                    accepted.append(Entry(labels, ts, line, meta))
+                    last_ts = ts
+                    continue
+                if last_ts is None or ts > last_ts:
+                    last_ts = ts
+        return accepted, error
+
+    @staticmethod
+    def _check_labels(stream: Any) -> dict[str, str]:
+        labels = stream.get("stream") if isinstance(stream, dict) else None
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise _PushRejected(400, "loghttp.PushRequest.Streams: \"stream\" must be an object of strings")
+        labels = {k: v for k, v in labels.items() if v != ""}
+        if not labels:
+            raise _PushRejected(400, "error at least one label pair is required per stream")
+        shown = _labels_string(labels)
+        for name, value in labels.items():
+            if not _LABEL_NAME.match(name):
+                raise _PushRejected(400, f"Error parsing labels '{shown}' with error: invalid label name {name!r}")
+            if len(value) > MAX_LABEL_VALUE_CHARS:
+                raise _PushRejected(400, f"stream '{shown}' has label value too long: '{value}'")
+        if len(labels) > MAX_LABEL_NAMES:
+            raise _PushRejected(400, f"entry for stream '{shown}' has {len(labels)} label names; limit {MAX_LABEL_NAMES}")
+        return labels
+
+    def _check_entry(self, value: Any) -> tuple[int, str, dict[str, str]]:
+        if not isinstance(value, list) or len(value) not in (2, 3):
+            raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: an entry must be [ts, line] or "
+                                     "[ts, line, structured metadata]")
+        ts, line = value[0], value[1]
+        if not isinstance(ts, str) or not ts.isdigit():
+            raise _PushRejected(400, f"loghttp.PushRequest.Streams.Values: timestamp must be a string of "
+                                     f"nanoseconds, got {ts!r}")
+        if not isinstance(line, str):
+            raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: line must be a string")
+        meta: dict[str, str] = {}
+        if len(value) == 3:
+            if not self.structured_metadata:
+                raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: structured metadata is not "
+                                         "supported by this Loki (2.x)")
+            meta = value[2]
+            if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in meta.items()):
+                raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: structured metadata must be an "
+                                         "object of string to string")
+            for name in meta:
+                if not _LABEL_NAME.match(name):
+                    raise _PushRejected(400, f"invalid structured metadata name {name!r}")
+        return int(ts), line, meta
+
+
+class _PushHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Loki serves it
+    server_owner: LokiContractServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_owner._lock:
+            self.server_owner._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server_owner._lock:
+            self.server_owner._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read attempts/errors instead
+        pass
+
+    def _answer(self, status: int, text: str = "", headers: dict[str, str] | None = None) -> None:
+        body = (text + "\n").encode() if text else b""
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(405 if self.path == PUSH_PATH else 404, "405 method not allowed" if self.path == PUSH_PATH
+                     else "404 page not found")
+
+    def do_POST(self) -> None:
+        owner = self.server_owner
+        arrived = time.monotonic()
+        headers = {k: v for k, v in self.headers.items()}
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self._answer(411, "length required")
+            return
+        raw = self.rfile.read(int(length))
+        if owner._mode == "stall":
+            owner._release.wait()
+            owner._record(Attempt(arrived, 0, headers), [], None)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.path != PUSH_PATH:
+            owner._record(Attempt(arrived, 404, headers), [], None)
+            self._answer(404, "404 page not found")
+            return
+        if owner._mode == "fail":
+            owner._record(Attempt(arrived, owner._fail_status, headers), [], None)
+            self._answer(owner._fail_status, "rpc error: code = Unavailable desc = ingester unavailable")
+            return
+        if owner._mode == "429":
+            extra = {"Retry-After": owner._retry_after} if owner._retry_after else {}
+            owner._record(Attempt(arrived, 429, headers), [], None)
+            self._answer(429, "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while "
+                              "attempting to ingest lines, reduce log volume", extra)
+            return
+        try:
+            entries, error = owner.validate(self.headers, raw)
+        except _PushRejected as e:
+            owner._record(Attempt(arrived, e.status, headers), [], e.text)
+            self._answer(e.status, e.text)
+            return
+        status = 400 if error else 204
+        owner._record(Attempt(arrived, status, headers), entries, error)
+        self._answer(status, error or "")
