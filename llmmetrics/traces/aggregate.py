@@ -1,0 +1,119 @@
+"""``--sum FIELD --by FIELD``: totals per group, e.g. what a user costs per feature flag.
+
+Both fields are dotted record paths (``feature_flags.new_prompt``, ``context.tenant``, ``error.type``) or the
+sort aliases (``cost``, ``latency``, ``tokens``). Records whose summed field is missing (an unpriced model's
+``cost_usd``) are counted apart rather than added as 0, so "$0.00" never hides "we do not know".
+
+>>> groups = aggregate([{"cost_usd": 0.5, "feature_flags": {"new_prompt": True}}], "cost", "feature_flags.new_prompt")
+>>> groups[0].key, groups[0].total
+('true', 0.5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+import orjson
+
+from .filters import SORT_ALIASES, get_path, record_tokens
+from .render import format_ms, format_tokens, format_usd
+
+__all__ = ["Group", "aggregate", "render_groups_json", "render_groups_table"]
+
+NONE_KEY = "(none)"
+
+
+@dataclasses.dataclass
+class Group:
+    """One ``--by`` value: how many records, the sum of the field over those that have it, how many lack it."""
+
+    key: str
+    records: int = 0
+    total: float = 0.0
+    missing: int = 0
+
+    @property
+    def average(self) -> float | None:
+        counted = self.records - self.missing
+        return self.total / counted if counted else None
+
+
+def _field(name: str | None) -> str | None:
+    return SORT_ALIASES.get(name, name) if name else None
+
+
+def _key_text(value: Any) -> str:
+    if value is None:
+        return NONE_KEY
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return str(value)
+
+
+def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_field: str | None) -> list[Group]:
+    """Group ``records`` by ``by_field`` (one group when None) and sum ``sum_field``; largest total first."""
+    total_path, by_path = _field(sum_field), _field(by_field)
+    groups: dict[str, Group] = {}
+    for record in records:
+        key = _key_text(get_path(record, by_path)) if by_path else "all"
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key)
+        group.records += 1
+        if total_path is None:
+            continue
+        value = record_tokens(record) if total_path == "tokens" else get_path(record, total_path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            group.total += value
+        else:
+            group.missing += 1
+    return sorted(groups.values(), key=lambda g: (-g.total, -g.records, g.key))
+
+
+def _formatter(sum_field: str | None):  # noqa: ANN202 - a small private chooser
+    path = _field(sum_field) or ""
+    if path.endswith("cost_usd"):
+        return format_usd
+    if path.endswith("_ms"):
+        return format_ms
+    if path == "tokens" or path.endswith("_tokens"):
+        return lambda v: format_tokens(None if v is None else round(v))
+    return lambda v: "-" if v is None else f"{v:,.6g}"
+
+
+def render_groups_table(groups: list[Group], sum_field: str | None, by_field: str | None, out: IO[str]) -> None:
+    """Aligned table: group, records, sum, average and how many records lacked the field; then the grand total."""
+    fmt = _formatter(sum_field)
+    header = [by_field or "", "RECORDS"]
+    if sum_field:
+        header += [f"SUM {sum_field}", f"AVG {sum_field}", "MISSING"]
+    rows = [header]
+    for group in groups:
+        row = [group.key, f"{group.records:,}"]
+        if sum_field:
+            row += [fmt(group.total), fmt(group.average), f"{group.missing:,}"]
+        rows.append(row)
+    if len(groups) > 1:
+        total = Group("TOTAL", sum(g.records for g in groups), sum(g.total for g in groups),
+                      sum(g.missing for g in groups))
+        row = [total.key, f"{total.records:,}"]
+        if sum_field:
+            row += [fmt(total.total), fmt(total.average), f"{total.missing:,}"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def render_groups_json(groups: list[Group], sum_field: str | None, by_field: str | None, out: IO[str]) -> None:
+    """One JSON object per group: ``{"by": ..., "key": ..., "records": n, "sum": x, "missing": m}``."""
+    for group in groups:
+        row: dict[str, Any] = {"by": by_field, "key": group.key, "records": group.records}
+        if sum_field:
+            row.update({"field": sum_field, "sum": group.total, "missing": group.missing})
+        out.write(orjson.dumps(row).decode() + "\n")
