@@ -191,18 +191,17 @@ class LokiContractServer:
                 self._lock.wait(min(remaining, 0.2))
             return True
 
-    def _record(self, attempt: Attempt, entries: list[Entry], error: str | None) -> None:
+    def _record(self, attempt: Attempt, entries: list[Entry], errors: list[str]) -> None:
         with self._lock:
             self.attempts.append(attempt)
             self.accepted.extend(entries)
-            if error:
-                self.errors.append(error)
+            self.errors.extend(errors)
             self._lock.notify_all()
 
     # ---- validation ----------------------------------------------------------------------------------------
 
-    def validate(self, headers: Any, raw: bytes) -> tuple[list[Entry], str | None]:
-        """Entries accepted and the entry-level error (if any); raises _PushRejected for a refused push."""
+    def validate(self, headers: Any, raw: bytes) -> tuple[list[Entry], list[str]]:
+        """Entries accepted and the entry-level errors; raises _PushRejected for a refused push."""
         ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype != "application/json":
             raise _PushRejected(415, f"unsupported Content-Type {ctype!r}: this stand-in accepts application/json")
@@ -222,7 +221,7 @@ class LokiContractServer:
             raise _PushRejected(400, "loghttp.PushRequest: \"streams\" must be an array")
         now = time.time_ns()
         accepted: list[Entry] = []
-        error: str | None = None
+        errors: list[str] = []
         for stream in body["streams"]:
             labels = self._check_labels(stream)
             values = stream.get("values")
@@ -245,9 +244,10 @@ class LokiContractServer:
                     accepted.append(Entry(labels, ts, line, meta))
                     last_ts = ts
                     continue
+                errors.append(error)
                 if last_ts is None or ts > last_ts:
                     last_ts = ts
-        return accepted, error
+        return accepted, errors
 
     @staticmethod
     def _check_labels(stream: Any) -> dict[str, str]:
@@ -338,30 +338,30 @@ class _PushHandler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(length))
         if owner._mode == "stall":
             owner._release.wait()
-            owner._record(Attempt(arrived, 0, headers), [], None)
+            owner._record(Attempt(arrived, 0, headers), [], [])
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if self.path != PUSH_PATH:
-            owner._record(Attempt(arrived, 404, headers), [], None)
+            owner._record(Attempt(arrived, 404, headers), [], [])
             self._answer(404, "404 page not found")
             return
         if owner._mode == "fail":
-            owner._record(Attempt(arrived, owner._fail_status, headers), [], None)
+            owner._record(Attempt(arrived, owner._fail_status, headers), [], [])
             self._answer(owner._fail_status, "rpc error: code = Unavailable desc = ingester unavailable")
             return
         if owner._mode == "429":
             extra = {"Retry-After": owner._retry_after} if owner._retry_after else {}
-            owner._record(Attempt(arrived, 429, headers), [], None)
+            owner._record(Attempt(arrived, 429, headers), [], [])
             self._answer(429, "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while "
                               "attempting to ingest lines, reduce log volume", extra)
             return
         try:
-            entries, error = owner.validate(self.headers, raw)
+            entries, errors = owner.validate(self.headers, raw)
         except _PushRejected as e:
-            owner._record(Attempt(arrived, e.status, headers), [], e.text)
+            owner._record(Attempt(arrived, e.status, headers), [], [e.text])
             self._answer(e.status, e.text)
             return
-        status = 400 if error else 204
-        owner._record(Attempt(arrived, status, headers), entries, error)
-        self._answer(status, error or "")
+        status = 400 if errors else 204
+        owner._record(Attempt(arrived, status, headers), entries, errors)
+        self._answer(status, "\n".join(errors))
