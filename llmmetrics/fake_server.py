@@ -391,19 +391,26 @@ class _Exchange:
         error = {"error": {"message": message, "type": type, "param": param, "code": code}}
         await self.send_json(status, error, extra)
 
-    async def start_events(self) -> None:
+    async def send_events(self, frames: list[bytes], first_delay: float, gap: float) -> None:
+        """Answer with a chunked SSE body: headers at once, the first frame after ``first_delay``, the rest
+        ``gap`` apart. Without delays the whole answer goes out in one write."""
         lines = self._head(200, ())
         lines += [b"content-type: text/event-stream; charset=utf-8", b"cache-control: no-cache",
                   b"transfer-encoding: chunked"]
-        self.writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        if not first_delay and not gap:
+            body = b"".join(frames)
+            self.writer.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            await self.writer.drain()
+            return
+        self.writer.write(head)
         await self.writer.drain()
-
-    async def send_events(self, frames: bytes) -> None:
-        """One chunk of the chunked SSE body; ``frames`` are complete ``data: …\\n\\n`` blocks."""
-        self.writer.write(b"%x\r\n%s\r\n" % (len(frames), frames))
-        await self.writer.drain()
-
-    async def end_events(self) -> None:
+        await asyncio.sleep(first_delay)
+        for index, frame in enumerate(frames):
+            if index and gap:
+                await asyncio.sleep(gap)
+            self.writer.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            await self.writer.drain()
         self.writer.write(b"0\r\n\r\n")
         await self.writer.drain()
 
@@ -514,6 +521,7 @@ class FakeLLMServer:
         self._answer_tokens = answer_tokens
         self._embedding_dimensions = embedding_dimensions
         self._recorded: collections.deque[RecordedRequest] = collections.deque(maxlen=max_recorded_requests)
+        self._recorded_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
@@ -544,7 +552,8 @@ class FakeLLMServer:
     @property
     def requests(self) -> list[RecordedRequest]:
         """A snapshot of the most recent requests received, oldest first (bounded by ``max_recorded_requests``)."""
-        return list(self._recorded)
+        with self._recorded_lock:
+            return list(self._recorded)
 
     def set_faults(self, faults: FaultPlan) -> None:
         """Replace the fault plan; requests that arrive afterwards use it (safe from any thread)."""
@@ -616,6 +625,11 @@ class FakeLLMServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        # Accepted sockets of a proto-0 listener miss asyncio's automatic TCP_NODELAY; without it the
+        # small writes of a stream stall ~40 ms each on delayed ACKs.
+        peer_socket = writer.get_extra_info("socket")
+        if peer_socket is not None and peer_socket.family in (socket.AF_INET, socket.AF_INET6):
+            peer_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while True:
                 try:
@@ -663,7 +677,9 @@ class FakeLLMServer:
         if "authorization" in headers:
             headers["authorization"] = headers["authorization"].split(" ", 1)[0] + " <redacted>"
         body = None if exchange.body is _NOT_JSON else exchange.body
-        self._recorded.append(RecordedRequest(exchange.method, exchange.path, headers, body, time.time()))
+        record = RecordedRequest(exchange.method, exchange.path, headers, body, time.time())
+        with self._recorded_lock:
+            self._recorded.append(record)
 
     async def _dispatch(self, exchange: _Exchange) -> None:
         handler = self._routes.get((exchange.method, exchange.path))
@@ -790,17 +806,6 @@ class FakeLLMServer:
                 return function
         return functions[0]
 
-    async def _pace(self, exchange: _Exchange, frames: list[bytes], draw: _Draw) -> None:
-        """Send SSE frames: the first after the first-token delay, the rest one token's time apart."""
-        if draw.first_token_delay:
-            await asyncio.sleep(draw.first_token_delay)
-        if not draw.per_token_delay:
-            await exchange.send_events(b"".join(frames))
-            return
-        for frame in frames:
-            await exchange.send_events(frame)
-            await asyncio.sleep(draw.per_token_delay)
-
     # -- /v1/chat/completions --------------------------------------------------------------------------
 
     async def _chat_completions(self, exchange: _Exchange) -> None:
@@ -888,9 +893,7 @@ class FakeLLMServer:
         if include_usage and usage is not None:
             frames.append(_sse({**base, "choices": [], "usage": usage}))
         frames.append(_DONE)
-        await exchange.start_events()
-        await self._pace(exchange, frames, draw)
-        await exchange.end_events()
+        await exchange.send_events(frames, draw.first_token_delay, draw.per_token_delay)
 
     # -- /v1/responses ---------------------------------------------------------------------------------
 
@@ -990,9 +993,7 @@ class FakeLLMServer:
         event(kind, response=response)
         if draw.fault == "invalid_json":
             frames[3] = frames[3][: len(frames[3]) // 2] + b"\n\n"
-        await exchange.start_events()
-        await self._pace(exchange, frames, draw)
-        await exchange.end_events()
+        await exchange.send_events(frames, draw.first_token_delay, draw.per_token_delay)
 
     # -- /v1/embeddings --------------------------------------------------------------------------------
 

@@ -38,16 +38,29 @@ WEATHER_TOOL = {
 }
 
 
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer(seed=42, latency=LatencyModel.none()) as running:
         yield running
 
 
 @pytest.fixture
-def client(server: FakeLLMServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.base_url, api_key="sk-test-secret", max_retries=0, timeout=10) as c:
+def server(shared_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The module's server, with no faults planned whatever the previous test set."""
+    shared_server.set_faults(FaultPlan())
+    yield shared_server
+    shared_server.set_faults(FaultPlan())
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_server: FakeLLMServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=shared_server.base_url, api_key="sk-test-secret", max_retries=0, timeout=10) as c:
         yield c
+
+
+@pytest.fixture
+def client(server: FakeLLMServer, shared_client: openai.OpenAI) -> openai.OpenAI:
+    return shared_client
 
 
 def async_client(server: FakeLLMServer) -> openai.AsyncOpenAI:
@@ -354,7 +367,7 @@ class TestFaults:
     def test_timeout_fault_makes_a_short_timeout_client_raise(self, server: FakeLLMServer) -> None:
         """A stalled answer raises APITimeoutError in a client whose timeout is shorter than the stall."""
         server.set_faults(FaultPlan(timeout_seconds=30))
-        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=0.3) as client:
+        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=0.2) as client:
             for call in call_each_operation(client, "timeout"):
                 with pytest.raises(openai.APITimeoutError):
                     call()
@@ -526,18 +539,21 @@ class TestHttp:
             try:
                 for _ in range(5):
                     if n % 2:
-                        list(client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True))
+                        list(client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True,
+                                                            extra_headers=marker))
                     else:
-                        client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+                        client.chat.completions.create(model="gpt-4o-mini", messages=USER, extra_headers=marker)
             except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
+        marker = {"x-test-marker": "twenty-threads"}
         threads = [threading.Thread(target=work, args=(n,)) for n in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
-        assert errors == [] and len(server.requests) == 100
+        assert errors == []
+        assert sum(r.headers.get("x-test-marker") == "twenty-threads" for r in server.requests) == 100
 
     @pytest.mark.asyncio
     async def test_concurrent_async_calls(self, server: FakeLLMServer) -> None:
