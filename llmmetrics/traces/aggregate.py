@@ -12,6 +12,7 @@ sort aliases (``cost``, ``latency``, ``tokens``). Records whose summed field is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
@@ -31,8 +32,13 @@ class Group:
 
     key: str
     records: int = 0
-    total: float = 0.0
     missing: int = 0
+    values: list[float] = dataclasses.field(default_factory=list, repr=False)
+
+    @property
+    def total(self) -> float:
+        # fsum: exact, so the answer does not depend on the order records arrived in (file vs Loki)
+        return math.fsum(self.values)
 
     @property
     def average(self) -> float | None:
@@ -68,7 +74,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_fi
             continue
         value = record_tokens(record) if total_path == "tokens" else get_path(record, total_path)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            group.total += value
+            group.values.append(value)
         else:
             group.missing += 1
     return sorted(groups.values(), key=lambda g: (-g.total, -g.records, g.key))
@@ -98,8 +104,8 @@ def render_groups_table(groups: list[Group], sum_field: str | None, by_field: st
             row += [fmt(group.total), fmt(group.average), f"{group.missing:,}"]
         rows.append(row)
     if len(groups) > 1:
-        total = Group("TOTAL", sum(g.records for g in groups), sum(g.total for g in groups),
-                      sum(g.missing for g in groups))
+        total = Group("TOTAL", sum(g.records for g in groups), sum(g.missing for g in groups),
+                      [v for g in groups for v in g.values])
         row = [total.key, f"{total.records:,}"]
         if sum_field:
             row += [fmt(total.total), fmt(total.average), f"{total.missing:,}"]

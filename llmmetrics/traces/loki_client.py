@@ -162,6 +162,7 @@ class LokiClient:
         returned = 0
         boundary_ts: int | None = None
         boundary_keys: set[tuple[int, str, tuple[tuple[str, str], ...]]] = set()
+        floor = 0  # grows geometrically while pages stay inside one timestamp
         while returned < limit and start_ns < end_ns:
             if len(boundary_keys) >= MAX_PAGE_SIZE:
                 raise LokiError(
@@ -171,7 +172,7 @@ class LokiClient:
             # The entries already read at the boundary timestamp come back first and are skipped, so ask
             # for at least one more than them.
             wanted = min(self.page_size, limit - returned + len(boundary_keys))
-            request_size = min(MAX_PAGE_SIZE, max(wanted, len(boundary_keys) + 1))
+            request_size = min(MAX_PAGE_SIZE, max(wanted, len(boundary_keys) + 1, floor))
             page = self.query_range(logql, start_ns=start_ns, end_ns=end_ns, limit=request_size, direction=direction)
             fresh = 0
             for entry in page.entries:
@@ -190,6 +191,9 @@ class LokiClient:
             at_last = {e.key for e in page.entries if e.ts_ns == last_ts}
             if last_ts == boundary_ts:
                 at_last |= boundary_keys
+                floor = request_size * 2
+            else:
+                floor = 0
             boundary_ts, boundary_keys = last_ts, at_last
             if direction == "backward":
                 end_ns = last_ts + 1

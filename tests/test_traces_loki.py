@@ -1,0 +1,331 @@
+"""`llmmetrics traces` against Loki's query_range API: decoding, paging, errors, and the command end to end.
+
+The server here is a real HTTP server on 127.0.0.1 that answers ``/loki/api/v1/query_range`` with the
+shapes Loki documents and emits (pkg/util/marshal/query.go): ``resultType: streams``, entries as
+``[ns, line]`` or — when asked with ``X-Loki-Response-Encoding-Flags: categorize-labels`` — as
+``[ns, line, {"structuredMetadata": {...}, "parsed": {...}}]`` plus ``encodingFlags``, and a ``stats``
+block. It honours ``start`` (inclusive), ``end`` (exclusive), ``limit`` and ``direction`` exactly, and
+records every request so tests can assert the parameters. It does not evaluate LogQL (the text is
+checked by test_traces_logql.py against Grafana's grammar): it serves every entry in the time range, and
+the command's own re-check of each record must make both backends give the same answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+from test_traces_local import FILTERS, TRACE, agent_run, dataset, ids_of
+
+from llmmetrics.traces.cli import main
+from llmmetrics.traces.loki_client import LokiClient, LokiError, decode_query_range
+
+STATS = {
+    "summary": {"bytesProcessedPerSecond": 1048576, "linesProcessedPerSecond": 2048, "totalBytesProcessed": 2500000,
+                "totalLinesProcessed": 5000, "execTime": 0.25, "queueTime": 0.001, "subqueries": 1,
+                "totalEntriesReturned": 3, "splits": 1, "shards": 1},
+    "querier": {"store": {"totalChunksRef": 1, "totalChunksDownloaded": 1, "chunksDownloadTime": 1000,
+                          "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": 2500000,
+                                    "decompressedLines": 5000, "compressedBytes": 300000, "totalDuplicates": 0}}},
+    "ingester": {"totalReached": 1, "totalChunksMatched": 0, "totalBatches": 1, "totalLinesSent": 3},
+}
+
+
+class Entry:
+    def __init__(self, ts_ns: int, line: str, stream: dict[str, str], metadata: dict[str, str] | None = None):
+        self.ts_ns, self.line, self.stream, self.metadata = ts_ns, line, stream, metadata or {}
+
+
+class FakeLoki:
+    """A query_range endpoint over a fixed list of entries, with Loki's range, limit and direction semantics."""
+
+    def __init__(self, entries: list[Entry], *, fail_with: tuple[int, str] | None = None) -> None:
+        self.entries = entries
+        self.fail_with = fail_with
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                fake.handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self) -> FakeLoki:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        parsed = urllib.parse.urlsplit(request.path)
+        params = dict(urllib.parse.parse_qsl(parsed.query))
+        self.requests.append({"path": parsed.path, "params": params, "headers": {k.lower(): v for k, v in request.headers.items()}})
+        if self.fail_with:
+            self.reply(request, self.fail_with[0], self.fail_with[1].encode(), "text/plain")
+            return
+        if parsed.path != "/loki/api/v1/query_range":
+            self.reply(request, 404, b"404 page not found\n", "text/plain")
+            return
+        start, end, limit = int(params["start"]), int(params["end"]), int(params["limit"])
+        direction = params["direction"]
+        assert params["query"].startswith("{"), params
+        assert 0 < limit <= 5000 and direction in ("forward", "backward") and start < end, params
+        chosen = [e for e in self.entries if start <= e.ts_ns < end]
+        # Loki breaks timestamp ties by stream, then line; order it the same in both directions' terms.
+        chosen.sort(key=lambda e: (e.ts_ns, sorted(e.stream.items()), e.line), reverse=direction == "backward")
+        chosen = chosen[:limit]
+        categorize = request.headers.get("x-loki-response-encoding-flags") == "categorize-labels"
+        streams: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
+        for e in chosen:
+            labels = dict(e.stream) if categorize else {**e.stream, **e.metadata}
+            value: list[Any] = [str(e.ts_ns), e.line]
+            if categorize:
+                value.append({"structuredMetadata": e.metadata} if e.metadata else {})
+            streams.setdefault(tuple(sorted(labels.items())), []).append(value)
+        data: dict[str, Any] = {"resultType": "streams"}
+        if categorize:
+            data["encodingFlags"] = ["categorize-labels"]
+        data["result"] = [{"stream": dict(k), "values": v} for k, v in streams.items()]
+        data["stats"] = STATS
+        self.reply(request, 200, orjson.dumps({"status": "success", "data": data}), "application/json")
+
+    @staticmethod
+    def reply(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+        request.send_response(code)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+
+def entries_of(records: list[dict[str, Any]]) -> list[Entry]:
+    """What the Loki sink pushes: the JSON line, labels service_name/env/provider/level, ids as metadata."""
+    out = []
+    for r in records:
+        stream = {"service_name": r["service"], "env": r["env"], "level": "error" if r["status"] == "error" else "info"}
+        if r.get("provider"):
+            stream["provider"] = r["provider"]
+        metadata = {k: r[k] for k in ("trace_id", "span_id", "call_id", "user_id", "request_id") if r.get(k)}
+        out.append(Entry(r["ts_ns"], orjson.dumps(r).decode(), stream, metadata))
+    return out
+
+
+def numbered(count: int, timestamps: list[int]) -> list[Entry]:
+    """``count`` entries with the given timestamps (cycled), lines ``line-<i>``, two alternating streams."""
+    return [Entry(timestamps[i % len(timestamps)], f"line-{i}", {"service_name": "s", "level": ("info", "error")[i % 2]})
+            for i in range(count)]
+
+
+class TestDecoding:
+    def test_the_documented_example_answer_decodes(self) -> None:
+        """The query_range example of Loki's HTTP API docs (two-element values, no metadata)."""
+        body = b"""{"status": "success", "data": {"resultType": "streams", "result": [{"stream": {
+            "filename": "/var/log/myproject.log", "job": "varlogs", "level": "info"}, "values": [
+            ["1569266497240578000", "foo"], ["1569266492548155000", "bar"]]}], "stats": {}}}"""
+        page = decode_query_range(body)
+        assert [(e.ts_ns, e.line) for e in page.entries] == [(1569266497240578000, "foo"), (1569266492548155000, "bar")]
+        assert page.entries[0].stream["job"] == "varlogs" and page.entries[0].structured_metadata == {}
+
+    def test_categorized_labels_give_structured_metadata_apart_from_the_stream(self) -> None:
+        """Loki 3's third element carries structuredMetadata and parsed labels; streams merge newest first."""
+        body = orjson.dumps({"status": "success", "data": {
+            "resultType": "streams", "encodingFlags": ["categorize-labels"],
+            "result": [
+                {"stream": {"service_name": "a", "level": "info"},
+                 "values": [["30", "l3", {"structuredMetadata": {"trace_id": "t3"}, "parsed": {"model": "m"}}],
+                            ["10", "l1", {}]]},
+                {"stream": {"service_name": "a", "level": "error"},
+                 "values": [["20", "l2", {"structuredMetadata": {"trace_id": "t2", "user_id": "u"}}]]},
+            ], "stats": STATS}})
+        page = decode_query_range(body, direction="backward")
+        assert [e.line for e in page.entries] == ["l3", "l2", "l1"]
+        assert page.entries[0].structured_metadata == {"trace_id": "t3"}
+        assert page.entries[1].stream == {"service_name": "a", "level": "error"}
+        assert page.stats["summary"]["totalBytesProcessed"] == 2500000
+        assert [e.line for e in decode_query_range(body, direction="forward").entries] == ["l1", "l2", "l3"]
+
+    @pytest.mark.parametrize(("body", "message"), [
+        (b'{"status":"error","errorType":"bad_data","error":"parse error at line 1"}', "parse error at line 1"),
+        (b'{"status":"success","data":{"resultType":"matrix","result":[]}}', "resultType streams"),
+        (b"<html>proxy error</html>", "invalid JSON"),
+        (b'{"status":"success","data":{"resultType":"streams","result":[{"stream":{},"values":[["1"]]}]}}',
+         "unexpected entry shape"),
+    ])
+    def test_answers_that_are_not_log_streams_raise_a_clear_error(self, body: bytes, message: str) -> None:
+        """Errors, metric answers, HTML from a proxy and broken entries are reported, not mis-decoded."""
+        with pytest.raises(LokiError, match=message):
+            decode_query_range(body)
+
+
+class TestPaging:
+    def _read(self, fake: FakeLoki, *, page_size: int, limit: int = 1000, direction: str = "backward",
+              start: int = 0, end: int = 10_000) -> list[str]:
+        client = LokiClient(fake.url, page_size=page_size)
+        return [e.line for e in client.entries('{service_name="s"}', start_ns=start, end_ns=end, limit=limit,
+                                              direction=direction)]
+
+    def test_equal_timestamps_across_a_page_boundary_are_neither_lost_nor_repeated(self) -> None:
+        """Pages of 4 over 23 entries with runs of equal timestamps: every entry once, newest first."""
+        timestamps = [100, 100, 100, 90, 90, 80, 70, 70, 70, 70, 70, 60, 50, 50, 40, 30, 30, 30, 20, 10, 10, 10, 10]
+        entries = [Entry(ts, f"line-{i}", {"service_name": "s", "level": ("info", "error")[i % 2]})
+                   for i, ts in enumerate(timestamps)]
+        with FakeLoki(entries) as fake:
+            lines = self._read(fake, page_size=4)
+        assert sorted(lines) == sorted(e.line for e in entries) and len(lines) == len(set(lines))
+        by_line = {e.line: e.ts_ns for e in entries}
+        assert [by_line[line] for line in lines] == sorted(timestamps, reverse=True)
+        requests = [r["params"] for r in fake.requests]
+        assert all(r["direction"] == "backward" and r["start"] == "0" for r in requests)
+        assert requests[0]["end"] == "10000" and requests[0]["limit"] == "4"
+        # each next page ends just after (end is exclusive) the oldest timestamp the previous page reached
+        assert [r["end"] for r in requests[1:4]] == ["91", "71", "71"]
+        assert all(int(r["limit"]) <= 5000 for r in requests)
+
+    def test_a_timestamp_shared_by_more_entries_than_a_page_is_still_read_completely(self) -> None:
+        """Ten entries at one nanosecond with pages of 3: the page doubles past them instead of looping."""
+        entries = numbered(10, [500]) + numbered(2, [400])
+        for i, e in enumerate(entries):
+            e.line = f"e{i}"
+        with FakeLoki(entries) as fake:
+            lines = self._read(fake, page_size=3)
+        assert sorted(lines) == sorted(e.line for e in entries) and len(lines) == 12
+        assert [int(r["params"]["limit"]) for r in fake.requests] == [3, 4, 8, 16]
+
+    def test_forward_paging_moves_start_and_keeps_order(self) -> None:
+        """direction=forward: oldest first, start moves to the newest timestamp read (start is inclusive)."""
+        timestamps = [10, 20, 20, 20, 30, 40, 40, 50]
+        entries = [Entry(ts, f"f{i}", {"service_name": "s"}) for i, ts in enumerate(timestamps)]
+        with FakeLoki(entries) as fake:
+            lines = self._read(fake, page_size=3, direction="forward")
+        assert [int(line[1:]) for line in lines] == list(range(8))
+        assert [r["params"]["start"] for r in fake.requests] == ["0", "20", "20", "40", "50"]
+        assert all(r["params"]["end"] == "10000" for r in fake.requests)
+
+    def test_the_limit_stops_paging_and_bounds_each_request(self) -> None:
+        """Five entries asked of 100: one request of limit 5, five lines, nothing more fetched."""
+        with FakeLoki(numbered(100, list(range(1000, 0, -10)))) as fake:
+            lines = self._read(fake, page_size=1000, limit=5)
+        assert len(lines) == 5 and [r["params"]["limit"] for r in fake.requests] == ["5"]
+
+    def test_headers_ask_for_categorized_labels_and_carry_tenant_and_auth(self) -> None:
+        """X-Loki-Response-Encoding-Flags, X-Scope-OrgID and basic auth are sent; the stats are summed."""
+        with FakeLoki(numbered(3, [3, 2, 1])) as fake:
+            client = LokiClient(fake.url, tenant="team-a", username="reader", password="s3cret")
+            list(client.entries('{service_name="s"}', start_ns=0, end_ns=10, limit=10))
+        headers = fake.requests[0]["headers"]
+        assert headers["x-loki-response-encoding-flags"] == "categorize-labels"
+        assert headers["x-scope-orgid"] == "team-a"
+        assert headers["authorization"] == "Basic cmVhZGVyOnMzY3JldA=="
+        assert client.pages == 1 and client.bytes_processed == 2500000
+
+    def test_http_errors_and_unreachable_servers_raise_loki_error(self) -> None:
+        """Loki's 400 text is passed on; a closed port says Loki cannot be reached."""
+        with FakeLoki([], fail_with=(400, "parse error : syntax error: unexpected IDENTIFIER")) as fake:
+            with pytest.raises(LokiError, match="HTTP 400.*unexpected IDENTIFIER"):
+                LokiClient(fake.url).query_range("{a=}", start_ns=0, end_ns=1, limit=1, direction="backward")
+            url = fake.url
+        with pytest.raises(LokiError, match="cannot reach Loki"):
+            LokiClient(url, timeout=5).query_range("{a=\"b\"}", start_ns=0, end_ns=1, limit=1, direction="backward")
+
+
+@pytest.fixture()
+def loki_and_file(tmp_path, monkeypatch) -> Iterator[tuple[FakeLoki, str]]:
+    """The local test dataset both as a JSONL file and as entries in a stand-in Loki."""
+    records = dataset() + agent_run()
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    monkeypatch.delenv("LLMMETRICS_LOKI_URL", raising=False)
+    monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
+    with FakeLoki(entries_of(records)) as fake:
+        yield fake, str(path)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+class TestCommandOnLoki:
+    @pytest.mark.parametrize(("args", "expected"), FILTERS, ids=[" ".join(a) or "none" for a, _ in FILTERS])
+    def test_loki_and_the_local_file_give_the_same_answer(self, loki_and_file, capsys, args, expected) -> None:
+        """Each filter over Loki returns the same records as over the file, and sends the printed LogQL."""
+        fake, path = loki_and_file
+        if not any(a in args for a in ("--since", "--from")):
+            args = [*args, "--since", "4d"]
+        common = ["--format", "json", "--limit", "100", *args]
+        code, out_loki, _ = run_cli(capsys, "--loki-url", fake.url, *common)
+        assert code == 0
+        _, out_file, _ = run_cli(capsys, "--file", path, *common)
+        assert ids_of(out_loki) == ids_of(out_file)
+        assert set(ids_of(out_loki)) == expected
+        _, logql, _ = run_cli(capsys, "--print-logql", *common)
+        assert {r["params"]["query"] for r in fake.requests} == {logql.strip()}
+
+    def test_the_article_query_over_loki(self, loki_and_file, capsys) -> None:
+        """Errors of the last 6 hours sorted by latency: the whole range is read, then sorted."""
+        fake, _ = loki_and_file
+        code, out, err = run_cli(capsys, "--loki-url", fake.url, "--status", "error", "--since", "6h",
+                                 "--sort", "-latency", "--format", "json")
+        assert code == 0 and ids_of(out) == [103, 6, 3, 9]
+        assert "read 13 entries from Loki in 1 page(s)" in err  # the stand-in serves the whole 6 h
+
+    def test_tree_and_aggregation_over_loki(self, loki_and_file, capsys) -> None:
+        """--trace-id draws the same tree from Loki; --sum/--by totals match the file's."""
+        fake, path = loki_and_file
+        _, tree_loki, _ = run_cli(capsys, "--loki-url", fake.url, "--since", "1h", "--trace-id", TRACE)
+        _, tree_file, _ = run_cli(capsys, "--file", path, "--trace-id", TRACE)
+        assert tree_loki == tree_file and "← failed step" in tree_loki
+        agg = ["--since", "4d", "--sum", "cost_usd", "--by", "feature_flags.new_prompt", "--format", "json"]
+        _, sums_loki, _ = run_cli(capsys, "--loki-url", fake.url, *agg)
+        _, sums_file, _ = run_cli(capsys, "--file", path, *agg)
+        assert sums_loki == sums_file and sums_loki.count("\n") == 2
+
+    def test_without_since_the_last_24_hours_are_searched_and_said(self, loki_and_file, capsys) -> None:
+        """Loki needs a start: the default window is 24 h, and the footer tells the user."""
+        fake, _ = loki_and_file
+        code, out, err = run_cli(capsys, "--loki-url", fake.url, "--format", "json", "--limit", "100")
+        assert code == 0 and 1 not in ids_of(out) and 2 in ids_of(out)
+        assert "searched the last 24h" in err
+        start = int(fake.requests[0]["params"]["start"])
+        end = int(fake.requests[0]["params"]["end"])
+        assert timedelta(hours=23, minutes=59) < timedelta(microseconds=(end - start) / 1000) < timedelta(hours=24, minutes=1)
+
+    def test_the_configured_loki_url_is_used_unless_a_file_is_given(self, loki_and_file, capsys, monkeypatch) -> None:
+        """LLMMETRICS_LOKI_URL selects Loki by default; --file still forces the local file."""
+        fake, path = loki_and_file
+        monkeypatch.setenv("LLMMETRICS_LOKI_URL", fake.url)
+        run_cli(capsys, "--since", "1h", "--limit", "1")
+        assert len(fake.requests) == 1
+        code, _, err = run_cli(capsys, "--file", path, "--limit", "1")
+        assert code == 0 and len(fake.requests) == 1 and "scanned" in err
+
+    def test_a_scan_cap_is_reported(self, loki_and_file, capsys) -> None:
+        """Sorting needs every match; when --scan-limit stops the read, the footer says the answer is partial."""
+        fake, _ = loki_and_file
+        code, out, err = run_cli(capsys, "--loki-url", fake.url, "--since", "4d", "--sort", "-cost",
+                                 "--scan-limit", "3", "--format", "json")
+        assert code == 0 and len(out.splitlines()) <= 3
+        assert "stopped at --scan-limit 3" in err
+
+    def test_loki_failures_exit_1_with_lokis_message(self, capsys) -> None:
+        """A refused query exits 1 and shows Loki's reason, never a traceback."""
+        with FakeLoki([], fail_with=(400, "parse error : queries require at least one regexp or equality")) as fake:
+            code, out, err = run_cli(capsys, "--loki-url", fake.url, "--since", "1h")
+        assert code == 1 and out == ""
+        assert "HTTP 400" in err and "at least one regexp" in err
+
