@@ -456,8 +456,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
             body = await reader.readexactly(length) if length else b""
     except asyncio.IncompleteReadError:
         return None
-    except ValueError as exc:
-        raise _BadHttp(400, f"bad content-length or chunk size: {exc}") from exc
+    except (ValueError, asyncio.LimitOverrunError) as exc:
+        raise _BadHttp(400, f"bad content-length or chunk framing: {exc}") from exc
     return method, target.split("?", 1)[0], headers, body, keep_alive
 
 
@@ -547,7 +547,8 @@ class FakeLLMServer:
     @property
     def base_url(self) -> str:
         """What to pass as the client's ``base_url``: ``http://<host>:<port>/v1``."""
-        return f"http://{self._host}:{self.port}/v1"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -620,6 +621,7 @@ class FakeLLMServer:
             task.cancel()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=2)
+        await asyncio.sleep(0)  # let the closed transports' connection_lost callbacks close their sockets
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

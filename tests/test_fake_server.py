@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -499,6 +500,23 @@ class TestHttp:
         conn.close()
         with pytest.raises(openai.BadRequestError, match="messages"):
             client.chat.completions.create(model="gpt-4o-mini", messages=[])
+
+    def test_chunked_request_bodies_and_garbage_on_the_wire(self, server: FakeLLMServer) -> None:
+        """A chunked request body is read; bytes that are not HTTP get a JSON 400 and a closed connection."""
+        body = json.dumps({"model": "gpt-4o-mini", "messages": USER}).encode()
+        chunked = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+                   b"content-type: application/json\r\nconnection: close\r\n\r\n"
+                   + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        for request, status in ((chunked, b"200"), (b"GARBAGE\r\n\r\n", b"400"),
+                                (b"POST /v1/embeddings HTTP/1.1\r\ncontent-length: abc\r\n\r\n", b"400")):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+                conn.sendall(request)
+                answer = b""
+                while chunk := conn.recv(65536):  # the server closes the connection after answering
+                    answer += chunk
+            head, _, payload = answer.partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] == status
+            assert json.loads(payload)["error" if status != b"200" else "object"]
 
     def test_keep_alive_serves_many_requests_and_streams_on_one_connection(self, server: FakeLLMServer) -> None:
         """One TCP connection carries plain answers and chunked SSE streams back to back."""
