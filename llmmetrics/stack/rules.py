@@ -35,18 +35,18 @@ def _sel(options: StackOptions, *matchers: str) -> str:
     return "{" + ", ".join((f'job=~"{options.job}"', *matchers)) + "}"
 
 
-def _increase_counting_new_series(metric: str, selector: str, window: str, by: str) -> str:
-    """``increase`` that also counts series born inside the window.
+def _increased(metric: str, selector: str, window: str, by: str) -> list[str]:
+    """Conditions that are true when a counter increased within ``window``, per ``by`` group.
 
     ``increase`` cannot see a counter's first value, and llmmetrics creates a drop/error series on the first
-    drop or error; without the second term a one-off failure would never alert.
+    drop or error; the second condition catches a series born inside the window with a non-zero value.
+    The two stay separate alternatives: ``or`` matches label sets without the metric name, so inside one
+    aggregation the new series would be shadowed by the (zero) increase of the same labels.
     """
-    return (
-        f"sum by ({by}) (\n"
-        f"  increase({metric}{selector}[{window}])\n"
-        f"  or ({metric}{selector} unless {metric}{selector} offset {window})\n"
-        f")"
-    )
+    return [
+        f"sum by ({by}) (increase({metric}{selector}[{window}])) > 0",
+        f"sum by ({by}) ({metric}{selector} unless {metric}{selector} offset {window}) > 0",
+    ]
 
 
 def recording_groups(options: StackOptions) -> list[dict[str, Any]]:
@@ -143,10 +143,9 @@ def alert_group(options: StackOptions) -> dict[str, Any]:
     latency_budget = _num(1 - options.latency_slo_target)
     by = "job, env, instance"
     exporter_terms = [
-        _increase_counting_new_series("llmmetrics_records_dropped_total", _sel(options), "10m", by),
-        _increase_counting_new_series(
-            "llmmetrics_loki_pushes_total", _sel(options, 'outcome=~"rejected|error"'), "10m", by),
-        _increase_counting_new_series("llmmetrics_export_errors_total", _sel(options), "10m", by),
+        *_increased("llmmetrics_records_dropped_total", _sel(options), "10m", by),
+        *_increased("llmmetrics_loki_pushes_total", _sel(options, 'outcome=~"rejected|error"'), "10m", by),
+        *_increased("llmmetrics_export_errors_total", _sel(options), "10m", by),
     ]
     if options.daily_budget_usd is not None:
         forecast_text = f"the daily budget of ${_num(options.daily_budget_usd)}"
@@ -207,7 +206,7 @@ def alert_group(options: StackOptions) -> dict[str, Any]:
         ),
         _alert(
             options, "LLMMetricsExporterFailing",
-            "(\n" + "\n) > 0\nor (\n".join(exporter_terms) + "\n) > 0",
+            "\nor\n".join(exporter_terms),
             "5m", "ticket",
             "llmmetrics on {{ $labels.instance }} is losing or failing to export trace records",
             "llmmetrics in {{ $labels.job }} ({{ $labels.instance }}) dropped trace records, had Loki pushes "
