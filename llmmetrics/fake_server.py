@@ -26,26 +26,31 @@ Faults. A :class:`FaultPlan` gives each fault a share of requests (drawn from th
 one request can force its outcome with the header ``x-fake-fault: <name>`` (``extra_headers=`` in the
 client), which overrides the plan. What the real ``openai`` client (3.57) does with each:
 
-==================  ===========================================  ======================================
-name                what the server does                         what the user sees
-==================  ===========================================  ======================================
-``rate_limit``      429, ``retry-after``/``retry-after-ms``,     ``openai.RateLimitError``
-                    ``code: "rate_limit_exceeded"``
-``server_error``    500, ``type: "server_error"``                ``openai.InternalServerError``
-``bad_request``     400, ``type: "invalid_request_error"``       ``openai.BadRequestError``
-``timeout``         stalls ``timeout_seconds`` before answering   ``openai.APITimeoutError`` when the
-                                                                  client's timeout is shorter
-``invalid_json``    200, ``content-type: application/json``,     ``json.JSONDecodeError`` (a
-                    body cut off mid-object; when streaming,     ``ValueError``, *not* an
-                    one SSE ``data:`` line is cut off            ``openai.OpenAIError``) from the call,
-                                                                  or from iterating the stream
-``missing_usage``   200 with a valid answer but no ``usage``     ``.usage is None``; streamed chat sends
-                    (a streamed response's final event has       no usage chunk even when
-                    ``usage: null``)                              ``include_usage`` was asked for
-``none``            (header only) no fault for this request      a normal answer
-==================  ===========================================  ======================================
+- ``rate_limit``: 429 with ``retry-after`` / ``retry-after-ms`` and ``code: "rate_limit_exceeded"``
+  → ``openai.RateLimitError``.
+- ``server_error``: 500, ``type: "server_error"`` → ``openai.InternalServerError``.
+- ``bad_request``: 400, ``type: "invalid_request_error"`` → ``openai.BadRequestError``.
+- ``timeout``: stalls ``FaultPlan.timeout_seconds`` before answering normally → ``openai.APITimeoutError``
+  when the client's timeout is shorter (streams stall before the headers, so ``create()`` raises).
+- ``invalid_json``: 200, ``content-type: application/json``, body cut off mid-object → the call raises
+  ``json.JSONDecodeError`` (a ``ValueError``, *not* an ``openai.OpenAIError``, so ``except
+  openai.OpenAIError`` does not catch it). Streamed, the first event arrives intact and the second
+  ``data:`` line is cut off, so the same ``json.JSONDecodeError`` comes out of the iteration.
+- ``missing_usage``: 200 with a valid answer and no usage → ``.usage is None``; a streamed chat answer has
+  no usage chunk even when ``include_usage`` was asked for; a streamed response's final event has
+  ``usage: null``; embeddings have ``usage is None``.
+- ``none`` (header only): no fault for this request, whatever the plan says.
 
 Every answer carries ``x-request-id: req_<32 hex>`` and ``openai-processing-ms``, as OpenAI's do.
+
+Answers. Without a token limit an answer is 20–80 tokens (``answer_tokens=``), one filler word a token. A
+streamed chat answer of N tokens is N + 2 chunks (role, N content deltas, finish) plus one usage-only chunk
+(``choices == []``) when ``stream_options={"include_usage": True}``; a streamed Responses answer is N + 8
+events. ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens`` cap the answer (finish reason
+``length``, Responses status ``incomplete``). Reasoning models (``o1``, ``o3``, ``o4-mini``, ``gpt-5``…)
+add reasoning tokens. When function tools are offered (and ``tool_choice`` is not ``"none"``) the model
+calls one unless the last message is a tool's result, so an agent loop runs call → result → answer.
+Prompt tokens are estimated at ~4 characters a token; prompts of 1024+ tokens report cached tokens.
 
 Determinism: with ``seed`` set, answers (lengths, text, tool arguments, latencies, which requests fail)
 depend only on the seed and the order in which requests arrive; ids (``x-request-id``, ``chatcmpl-…``) are
@@ -994,7 +999,7 @@ class FakeLLMServer:
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         event(kind, response=response)
         if draw.fault == "invalid_json":
-            frames[3] = frames[3][: len(frames[3]) // 2] + b"\n\n"
+            frames[1] = frames[1][: len(frames[1]) // 2] + b"\n\n"
         await exchange.send_events(frames, draw.first_token_delay, draw.per_token_delay)
 
     # -- /v1/embeddings --------------------------------------------------------------------------------

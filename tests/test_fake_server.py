@@ -396,6 +396,18 @@ class TestFaults:
                 call()
             assert not isinstance(caught.value, openai.OpenAIError)
 
+    @pytest.mark.asyncio
+    async def test_invalid_json_in_the_async_client(self, server: FakeLLMServer) -> None:
+        """The async client raises the same json.JSONDecodeError, plain and while iterating a stream."""
+        headers = {"x-fake-fault": "invalid_json"}
+        async with async_client(server) as aclient:
+            with pytest.raises(json.JSONDecodeError):
+                await aclient.chat.completions.create(model="gpt-4o-mini", messages=USER, extra_headers=headers)
+            stream = await aclient.responses.create(model="gpt-4.1", input="Hi", stream=True, extra_headers=headers)
+            with pytest.raises(json.JSONDecodeError):
+                async for _ in stream:
+                    pass
+
     def test_invalid_json_mid_stream_fails_after_the_first_chunk(self, client: openai.OpenAI) -> None:
         """Streamed, the first chunk arrives intact and the cut-off one raises JSONDecodeError while iterating."""
         stream = client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True,
