@@ -396,7 +396,7 @@ class TestTreeView:
         assert "APITimeoutError" in lines[5] and lines[5].endswith("← failed step")
         assert lines[6].startswith("   └─ ✓ chat gpt-4o-mini  400 ms")
         assert lines[7] == ("totals: 4 calls, 1 failed · model time 32.50 s · tokens 300 in / 60 out · "
-                            "cost $0.003154 (1 unpriced)")
+                            "cost $0.003154")
 
     def test_calls_without_their_run_record_still_form_the_tree(self, tmp_path: Path, capsys) -> None:
         """A run still in progress (no run record yet) shows its calls and says the run record is missing."""

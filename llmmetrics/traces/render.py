@@ -190,7 +190,8 @@ def _totals_line(records: Sequence[Mapping[str, Any]]) -> str:
     inp = sum(r.get("input_tokens") or 0 for r in calls)
     out = sum(r.get("output_tokens") or 0 for r in calls)
     priced = [r["cost_usd"] for r in calls if r.get("cost_usd") is not None]
-    unpriced = len(calls) - len(priced)
+    # a failed call without usage costs nothing knowable; "unpriced" means a success the price table lacks
+    unpriced = sum(1 for r in calls if r.get("cost_usd") is None and r.get("status") != "error")
     line = (
         f"totals: {len(calls)} calls, {failed} failed · model time {format_ms(latency)} · "
         f"tokens {format_tokens(inp)} in / {format_tokens(out)} out · cost {format_usd(sum(priced))}"
