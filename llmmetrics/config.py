@@ -16,11 +16,13 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 __all__ = ["Config", "ConfigError", "DEFAULT_SECRET_PATTERNS"]
 
-#: Patterns scrubbed from every rendered record: OpenAI/Anthropic-style keys, bearer tokens, AWS access keys.
-#: They never match a quote or a backslash, so scrubbing the rendered JSON cannot break its syntax.
+#: Patterns scrubbed from every rendered record: OpenAI-style keys, bearer tokens, AWS access key ids.
+#: A pattern with a group named ``secret`` has only that group replaced. Each starts with a literal, which the
+#: regex engine finds with a fast substring search (about 1 µs per KB); one that does not costs ~15 µs per KB.
+#: Patterns must not match a quote or a backslash, so scrubbing rendered JSON cannot break its syntax.
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
     r"sk-[A-Za-z0-9_\-]{16,}",
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{16,}",
+    r"earer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{16,})",
     r"AKIA[0-9A-Z]{16}",
 )
 

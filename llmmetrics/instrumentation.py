@@ -19,12 +19,14 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import os
+from random import getrandbits
 import time
 import types
 from typing import Any
 
 from openai._types import NotGiven, Omit
+
+from prometheus_client.samples import Exemplar
 
 from .context import _bound, _run
 from .providers import provider_for_url
@@ -58,7 +60,7 @@ class Call:
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
                  "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "call_id", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
-                 "output", "stream_error")
+                 "output", "stream_error", "outcome")
 
     def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -78,9 +80,9 @@ class Call:
         self.kwargs = kwargs
         self.content = kwargs.get(_CONTENT_ARG[operation])
         self.stream = kwargs.get("stream") is True
-        if self.stream and type(self.content) is list:
-            self.content = list(self.content)  # the user may append to it while consuming the stream
-        raw = os.urandom(40).hex()
+        if type(self.content) is list:
+            self.content = list(self.content)  # the record is built later; the user may append meanwhile
+        raw = f"{getrandbits(320):080x}"
         self.ctx = _bound.get()
         self.run = run = _run.get()
         self.trace_id = run.trace_id if run is not None else raw[:32]
@@ -96,7 +98,7 @@ class Call:
         self.output: str | None = None
         self.stream_error: BaseException | None = None
         self.finished = False
-        self.series.in_flight.inc()
+        self.series.in_flight(1)
         self.ts_ns = time.time_ns()
         self.t0 = time.perf_counter()
 
@@ -114,34 +116,38 @@ class Call:
         self.finished = True
         latency = t1 - self.t0
         series = self.series
-        series.in_flight.dec()
+        series.in_flight(-1)
         exemplar = {"trace_id": self.trace_id, "span_id": self.span_id}
         ttft = None if self.first_token is None else self.first_token - self.t0
         input_tokens = output_tokens = cached = reasoning = None
         cost = None
         error = None
         if exc is None:
-            series.requests_ok.inc()
+            series.requests_ok(1)
             series.duration_ok.observe(latency, exemplar)
             usage = self.usage
             if usage is not None:
                 input_tokens, output_tokens, cached, reasoning = _read_usage(self.operation, usage)
                 tokens, hist = series.tokens, series.token_hist
+                # input and output are always recorded; cached/reasoning only when non-zero (most calls
+                # have none, and skipping saves four metric updates per call)
                 for i, n in enumerate((input_tokens, output_tokens, cached, reasoning)):
-                    if n is not None:
-                        tokens[i].inc(n)
+                    if n or (i < 2 and n is not None):
+                        tokens[i](n)
                         hist[i].observe(n)
                 price = self.rt.prices.lookup(self.model, self.response_model)
                 if price is not None:
                     cost = price.cost(input_tokens or 0, output_tokens or 0, cached or 0)
-                    series.cost.inc(cost, exemplar)
+                    series.cost(cost)
+                    if series.cost_exemplar is not None:
+                        series.cost_exemplar(Exemplar(exemplar, cost, time.time()))
             if cost is None:
-                series.unpriced.inc()
+                series.unpriced(1)
         else:
             error_type = type(exc).__name__
-            series.requests_error.inc()
+            series.requests_error(1)
             series.duration_error.observe(latency, exemplar)
-            series.error(error_type).inc()
+            series.error(error_type)(1)
             error = {"type": error_type, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
             if self.provider_request_id is None:
                 self.provider_request_id = getattr(exc, "request_id", None)
@@ -156,12 +162,12 @@ class Call:
                 "cost_usd": cost, "error_type": error["type"] if error else None,
                 "error_message": error["message"] if error else None,
             })
-        self.rt.emit(self._record(latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error),
-                     self.model_label)
+        self.outcome = (latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error)
+        self.rt.submit(self)
 
-    def _record(self, latency_ms: float, ttft: float | None, input_tokens: int | None, output_tokens: int | None,
-                cached: int | None, reasoning: int | None, cost: float | None, error: dict[str, Any] | None
-                ) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
+        """The trace record of this finished call (built by the exporter thread, not on the call path)."""
+        latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error = self.outcome
         run = self.run
         rt = self.rt
         output = self.output

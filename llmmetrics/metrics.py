@@ -11,9 +11,13 @@ beyond ``max_models`` distinct values. Ids never become labels; they go into exe
 from __future__ import annotations
 
 import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.samples import Exemplar
 
 __all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
 
@@ -75,34 +79,75 @@ class SelfMetrics:
             self.instrumentation_errors.labels(stage)
 
 
+def _adder(child: Any) -> Callable[[float], None]:
+    """The cheapest way to add to a counter/gauge child: its value's ``inc``, skipping per-call re-validation
+    (the child was validated when created). Falls back to the public method if the internals differ."""
+    value = getattr(child, "_value", None)
+    return value.inc if hasattr(value, "inc") else child.inc
+
+
+class FastHistogram:
+    """``observe`` for one histogram child: a bisect instead of a linear scan, and no re-validation.
+
+    Exemplar labels are built by llmmetrics itself (fixed-size hex ids), so they are known to fit; an
+    exemplar that would not fit is dropped before anything is counted (see ``exemplar_fits``).
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_add_sum", "_child")
+
+    def __init__(self, child: Any) -> None:
+        buckets = getattr(child, "_buckets", None)
+        bounds = getattr(child, "_upper_bounds", None)
+        total = getattr(child, "_sum", None)
+        self._child = child
+        if buckets is None or bounds is None or not hasattr(total, "inc"):
+            self._buckets = None
+            return
+        self._bounds = tuple(bounds)
+        self._buckets = tuple(buckets)
+        self._add_sum = total.inc
+
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
+        if self._buckets is None:
+            self._child.observe(value, exemplar)
+            return
+        bucket = self._buckets[bisect_left(self._bounds, value)]
+        bucket.inc(1)
+        self._add_sum(value)
+        if exemplar is not None:
+            bucket.set_exemplar(Exemplar(exemplar, value, time.time()))
+
+
 class CallSeries:
     """The label children of one (provider, model, operation): what a call touches, looked up once."""
 
     __slots__ = ("requests_ok", "requests_error", "duration_ok", "duration_error", "ttft", "tokens", "token_hist",
-                 "cost", "in_flight", "unpriced", "_errors", "_metrics", "_labels")
+                 "cost", "cost_exemplar", "in_flight", "unpriced", "_errors", "_metrics", "_labels")
 
     def __init__(self, metrics: LLMMetrics, provider: str, model: str, operation: str) -> None:
         labels = (provider, model, operation)
         self._metrics = metrics
         self._labels = labels
-        self.requests_ok = metrics.requests.labels(*labels, "ok")
-        self.requests_error = metrics.requests.labels(*labels, "error")
-        self.duration_ok = metrics.duration.labels(*labels, "ok")
-        self.duration_error = metrics.duration.labels(*labels, "error")
-        self.ttft = metrics.ttft.labels(*labels)
+        self.requests_ok = _adder(metrics.requests.labels(*labels, "ok"))
+        self.requests_error = _adder(metrics.requests.labels(*labels, "error"))
+        self.duration_ok = FastHistogram(metrics.duration.labels(*labels, "ok"))
+        self.duration_error = FastHistogram(metrics.duration.labels(*labels, "error"))
+        self.ttft = FastHistogram(metrics.ttft.labels(*labels))
         # token_type order: input, output, cached_input, reasoning
-        self.tokens = tuple(metrics.tokens.labels(*labels, t) for t in metrics.TOKEN_TYPES)
-        self.token_hist = tuple(metrics.request_tokens.labels(*labels, t) for t in metrics.TOKEN_TYPES)
-        self.cost = metrics.cost.labels(*labels)
-        self.in_flight = metrics.in_flight.labels(provider, model)
-        self.unpriced = metrics.unpriced.labels(provider, model)
-        self._errors: dict[str, Any] = {}
+        self.tokens = tuple(_adder(metrics.tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
+        self.token_hist = tuple(FastHistogram(metrics.request_tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
+        cost = metrics.cost.labels(*labels)
+        self.cost = _adder(cost)
+        self.cost_exemplar = getattr(getattr(cost, "_value", None), "set_exemplar", None)
+        self.in_flight = _adder(metrics.in_flight.labels(provider, model))
+        self.unpriced = _adder(metrics.unpriced.labels(provider, model))
+        self._errors: dict[str, Callable[[float], None]] = {}
 
-    def error(self, error_type: str) -> Any:
-        child = self._errors.get(error_type)
-        if child is None:
-            child = self._errors[error_type] = self._metrics.errors.labels(*self._labels, error_type)
-        return child
+    def error(self, error_type: str) -> Callable[[float], None]:
+        add = self._errors.get(error_type)
+        if add is None:
+            add = self._errors[error_type] = _adder(self._metrics.errors.labels(*self._labels, error_type))
+        return add
 
 
 class LLMMetrics:

@@ -36,7 +36,7 @@ class Price:
 
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int) -> float:
         """Cached input tokens are the discounted part of the input; reasoning tokens are part of output."""
-        uncached = input_tokens - cached_input_tokens
+        uncached = max(input_tokens - cached_input_tokens, 0)
         return uncached * self.input + cached_input_tokens * self.cached_input + output_tokens * self.output
 
 

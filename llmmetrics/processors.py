@@ -24,8 +24,7 @@ DictProcessor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 #: Fields that hold prompt/response content: removed when a record is sampled out, cut when too large.
 CONTENT_FIELDS = ("messages", "output", "kwargs", "tool_calls")
 _CONTEXT_FIELDS = ("user_id", "request_id", "feature_flags")
-_MEDIA_HINTS = (b";base64,", b'"data":"', b'"file_data":"', b'"b64_json":"')
-_MEDIA_KEYS = frozenset({"data", "file_data", "b64_json"})
+_MEDIA_KEYS = frozenset({"data", "file_data"})
 _MEDIA_MIN_CHARS = 256
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -140,6 +139,16 @@ def _strip_media(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def _redact_match(match: re.Match[bytes]) -> bytes:
+    """Replace the ``secret`` group if the pattern has one (keeping e.g. ``Bearer ``), else the whole match."""
+    if "secret" in match.re.groupindex:
+        start, end = match.span("secret")
+        whole_start = match.start()
+        text = match.group(0)
+        return text[: start - whole_start] + b"[REDACTED]" + text[end - whole_start:]
+    return b"[REDACTED]"
+
+
 class Pipeline:
     """Runs the processors and renders a record to one JSON line (or None when a processor drops it)."""
 
@@ -155,8 +164,7 @@ class Pipeline:
         if config.redact is not None:
             chain.append(_UserRedaction(config.redact, self_metrics))
         self._chain = tuple(chain)
-        patterns = b"|".join(b"(?:" + p.encode() + b")" for p in config.secret_patterns)
-        self._secrets = re.compile(patterns) if patterns else None
+        self._secrets = tuple(re.compile(p.encode()) for p in config.secret_patterns)
         self._max_bytes = config.max_record_bytes
 
     def process(self, record: dict[str, Any]) -> bytes | None:
@@ -165,13 +173,13 @@ class Pipeline:
             if record is None:
                 return None
         line = render(record)
-        if any(hint in line for hint in _MEDIA_HINTS):
+        if b";base64," in line or b'data":"' in line:
             for field in ("messages", "kwargs", "output"):
                 if record.get(field) is not None:
                     record[field] = _strip_media(record[field])
             line = render(record)
-        if self._secrets is not None:
-            line = self._secrets.sub(b"[REDACTED]", line)
+        for pattern in self._secrets:
+            line = pattern.sub(_redact_match, line)
         if len(line) > self._max_bytes:
             line = self._bound(record, line)
         return line
@@ -190,8 +198,8 @@ class Pipeline:
             text = render(record[field]).decode("utf-8", "ignore")
             record[field] = text[: max(share // 2, 0)] + "…[truncated]" if size > share else record[field]
         line = render(record)
-        if self._secrets is not None:
-            line = self._secrets.sub(b"[REDACTED]", line)
+        for pattern in self._secrets:
+            line = pattern.sub(_redact_match, line)
         if len(line) > self._max_bytes:  # multi-byte text or a pathological field: fall back to no content
             for field in CONTENT_FIELDS:
                 record[field] = None

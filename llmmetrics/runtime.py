@@ -19,7 +19,8 @@ from .context import Run
 from .metrics import LLMMetrics, SelfMetrics
 from .pricing import PriceTable
 from .processors import Pipeline
-from .record import Record, timestamp
+from .export import RecordExporter
+from .record import timestamp
 from .sinks import Sink, build_sinks
 
 __all__ = ["Runtime", "runtime", "configure", "shutdown"]
@@ -42,57 +43,47 @@ class Runtime:
         self.prices = PriceTable.load(config.price_file, config.prices)
         self.pipeline = Pipeline(config, self.self_metrics)
         self.sinks: tuple[Sink, ...] = tuple(sinks) if sinks is not None else tuple(build_sinks(config, self.self_metrics))
-        self._emitted = {kind: self.self_metrics.records_emitted.labels(kind) for kind in ("call", "run")}
-        self._pipeline_errors = self.self_metrics.instrumentation_errors.labels("pipeline")
-        self._sink_errors = self.self_metrics.instrumentation_errors.labels("sink")
-
-    def emit(self, record: dict[str, Any], model_label: str) -> None:
-        """Run the pipeline and hand the line to every sink. Never raises into the user's call."""
-        try:
-            line = self.pipeline.process(record)
-        except Exception:
-            self._pipeline_errors.inc()
-            log.debug("llmmetrics: record pipeline failed", exc_info=True)
-            return
-        if line is None:
-            return
-        kind = record["kind"]
-        envelope = Record(record["ts_ns"], line, kind, "error" if record["status"] == "error" else "info",
-                          record.get("provider") or "", model_label, record["trace_id"], record["span_id"],
-                          record.get("call_id") or "", record.get("user_id"), record.get("request_id"))
-        self._emitted[kind].inc()
-        for sink in self.sinks:
-            try:
-                sink.emit(envelope)
-            except Exception:
-                self._sink_errors.inc()
-                log.debug("llmmetrics: sink %s failed on emit", getattr(sink, "name", sink), exc_info=True)
+        self.exporter = RecordExporter(self.pipeline, self.sinks, self.self_metrics)
+        self.submit = self.exporter.emit  # the one thing a finished call does with its record
 
     def finish_run(self, run: Run, exc: BaseException | None) -> None:
-        """Write the run record: its steps, totals, wall time, time waiting on models, and what failed."""
-        try:
-            record = run_record(run, exc, self.config)
-        except Exception:
-            self._pipeline_errors.inc()
-            log.debug("llmmetrics: run record failed", exc_info=True)
-            return
-        self.emit(record, "")
+        """Queue the run record: its steps, totals, wall time, time waiting on models, and what failed."""
+        self.submit(RunEnd(run, exc, self.config, time.perf_counter()))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        ok = True
+        deadline = time.monotonic() + timeout
+        ok = self.exporter.flush(timeout)
         for sink in self.sinks:
-            ok = sink.flush(timeout) and ok
+            ok = sink.flush(max(deadline - time.monotonic(), 0.0)) and ok
         return ok
 
     def close(self, timeout: float = _EXIT_FLUSH_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        self.exporter.close(timeout)
         for sink in self.sinks:
             try:
-                sink.close(timeout)
+                sink.close(max(deadline - time.monotonic(), 0.1))
             except Exception:
                 log.warning("llmmetrics: closing sink %s failed", getattr(sink, "name", sink), exc_info=True)
 
 
-def run_record(run: Run, exc: BaseException | None, config: Config) -> dict[str, Any]:
+class RunEnd:
+    """A finished ``trace_run``, waiting for the exporter to turn it into a run record."""
+
+    __slots__ = ("run", "exc", "config", "end_perf")
+    model_label = ""
+
+    def __init__(self, run: Run, exc: BaseException | None, config: Config, end_perf: float) -> None:
+        self.run = run
+        self.exc = exc
+        self.config = config
+        self.end_perf = end_perf
+
+    def record(self) -> dict[str, Any]:
+        return run_record(self.run, self.exc, self.config, self.end_perf)
+
+
+def run_record(run: Run, exc: BaseException | None, config: Config, end_perf: float) -> dict[str, Any]:
     steps = list(run.steps)
     failed = [s for s in steps if s["status"] == "error"]
     error = None
@@ -117,7 +108,7 @@ def run_record(run: Run, exc: BaseException | None, config: Config) -> dict[str,
         "service": config.service,
         "env": config.env,
         "status": "error" if exc is not None else "success",
-        "latency_ms": (time.perf_counter() - run.start_perf) * 1000.0,
+        "latency_ms": (end_perf - run.start_perf) * 1000.0,
         "model_wait_ms": sum(s["latency_ms"] for s in steps),
         "steps": [{k: v for k, v in s.items() if k != "error_message"} for s in steps],
         "step_count": len(steps),
