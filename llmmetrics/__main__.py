@@ -1,0 +1,7 @@
+"""``python -m llmmetrics`` is the ``llmmetrics`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
