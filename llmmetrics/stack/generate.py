@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmmetrics.stack import dashboards, rules
+from llmmetrics.stack import dashboards, provisioning, rules
 from llmmetrics.stack.options import StackOptions
 from llmmetrics.stack.yamlfmt import dump_yaml
 
@@ -27,6 +27,7 @@ OUTPUTS: dict[str, Callable[[StackOptions], str]] = {
     "grafana/dashboards/llm-traces.json": lambda o: _json(dashboards.traces(o)),
     f"prometheus/rules/{rules.RECORDING_FILE}": lambda o: dump_yaml(rules.recording_rules_file(o), rules.HEADER),
     f"prometheus/rules/{rules.ALERTS_FILE}": lambda o: dump_yaml(rules.alert_rules_file(o), rules.HEADER),
+    provisioning.FILE: lambda o: dump_yaml(provisioning.datasources_file(o), provisioning.HEADER),
 }
 
 
