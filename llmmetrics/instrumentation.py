@@ -317,6 +317,9 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
         else:
             parsed = result
         if call.stream:
+            if call.provider_request_id is None:
+                response = getattr(parsed, "response", None)
+                call.provider_request_id = response.headers.get("x-request-id") if response is not None else None
             if is_async:
                 wrap_async_stream(parsed, call, withhold_usage)
             else:

@@ -1,0 +1,75 @@
+"""Fixtures for the core tests: the fake LLM server on loopback and a fresh llmmetrics runtime per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest
+
+import llmmetrics
+from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
+
+API_KEY = "sk-test-0123456789abcdefghijklmnop"
+
+
+class Traced:
+    """A configured runtime with its own registry and trace file, and ways to read both back."""
+
+    def __init__(self, registry: CollectorRegistry, path: Path, runtime: Any) -> None:
+        self.registry = registry
+        self.path = path
+        self.runtime = runtime
+
+    def records(self, kind: str | None = "call") -> list[dict[str, Any]]:
+        assert self.runtime.flush(10), "trace records were not delivered within 10 s"
+        if not self.path.exists():
+            return []
+        rows = [orjson.loads(line) for line in self.path.read_bytes().splitlines() if line]
+        return [r for r in rows if kind is None or r["kind"] == kind]
+
+    def only_record(self) -> dict[str, Any]:
+        records = self.records()
+        assert len(records) == 1, records
+        return records[0]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def openmetrics(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(seed=11, latency=LatencyModel.none(), faults=FaultPlan(timeout_seconds=30.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[Traced]:
+    registry = CollectorRegistry()
+    path = tmp_path / "traces.jsonl"
+    runtime = llmmetrics.configure(registry=registry, trace_file=str(path), service="test-svc", env="test")
+    yield Traced(registry, path, runtime)
+    runtime.close(5)
+
+
+def make_client(server: FakeLLMServer, *, is_async: bool = False, timeout: float = 10.0) -> Any:
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    return cls(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
+
+
+@pytest.fixture
+def client(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(make_client(llm_server))
+
+
+@pytest.fixture
+def async_client(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(make_client(llm_server, is_async=True))
