@@ -24,7 +24,8 @@ Endpoints (all under ``/v1``): ``POST chat/completions`` (plain, streamed, tool 
 
 Faults. A :class:`FaultPlan` gives each fault a share of requests (drawn from the seeded generator);
 one request can force its outcome with the header ``x-fake-fault: <name>`` (``extra_headers=`` in the
-client), which overrides the plan. What the real ``openai`` client (3.57) does with each:
+client), which overrides the plan. Faults apply to the POST endpoints. What the real ``openai`` client
+(3.57) does with each:
 
 - ``rate_limit``: 429 with ``retry-after`` / ``retry-after-ms`` and ``code: "rate_limit_exceeded"``
   → ``openai.RateLimitError``.
