@@ -1,0 +1,206 @@
+"""Streams, raw responses and user-visible identity: what user code sees is exactly what the bare client gives."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+import pytest
+
+import llmmetrics
+
+from .conftest import Traced, make_client
+
+MESSAGES = [{"role": "user", "content": "Tell me a story."}]
+
+
+def test_early_break_finishes_the_record_once(traced: Traced, client: Any) -> None:
+    """Breaking out of a stream and dropping it ends the call: one success record with the partial output."""
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    seen = []
+    for chunk in stream:
+        seen.append(chunk)
+        if len(seen) == 3:
+            break
+    del stream, chunk
+    gc.collect()
+    record = traced.only_record()
+    assert record["status"] == "success" and record["ttft_ms"] is not None
+    assert record["output"] == "".join(c.choices[0].delta.content or "" for c in seen)
+    assert traced.value("llm_in_flight_requests", provider="openai_compatible", model="gpt-4o-mini") == 0
+
+
+def test_close_and_with_block_finish_the_record(traced: Traced, client: Any) -> None:
+    """close() and leaving a with-block each finish the call exactly once."""
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    next(iter(stream))
+    stream.close()
+    stream.close()
+    with client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True) as stream2:
+        next(iter(stream2))
+    assert len(traced.records()) == 2
+    assert traced.value("llm_requests_total", provider="openai_compatible", model="gpt-4o-mini", operation="chat",
+                        status="ok") == 2
+
+
+def test_async_stream_close_and_break(traced: Traced, async_client: Any) -> None:
+    """Async streams: aclose via async with, and break, each give one record."""
+    async def run() -> None:
+        async with await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                              stream=True) as stream:
+            async for _chunk in stream:
+                break
+        stream2 = await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        async for _chunk in stream2:
+            pass
+    asyncio.run(run())
+    assert [r["status"] for r in traced.records()] == ["success", "success"]
+
+
+def test_user_requested_usage_chunk_is_passed_through(traced: Traced, client: Any) -> None:
+    """When the user asks for usage, they get the usage-only chunk exactly as the API sends it."""
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert traced.only_record()["input_tokens"] == chunks[-1].usage.prompt_tokens
+
+
+def test_stream_usage_is_requested_but_not_shown(traced: Traced, client: Any, llm_server: Any) -> None:
+    """Without include_usage from the user, llmmetrics asks the API for it and withholds the extra chunk."""
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    body = llm_server.requests[-1].json
+    assert body["stream_options"] == {"include_usage": True}
+    assert all(c.choices for c in chunks)
+    assert traced.only_record()["input_tokens"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_with_raw_response_is_traced_and_unchanged(traced: Traced, client: Any, stream: bool) -> None:
+    """with_raw_response returns the raw response object; parse() gives the same object we measured."""
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=stream)
+    assert isinstance(raw, openai._legacy_response.LegacyAPIResponse)
+    parsed = raw.parse()
+    record_usage: Any
+    if stream:
+        # a raw stream's bytes are the user's to read, so llmmetrics does not ask for usage there: the
+        # stream is exactly the bare one, and its cost is unknown (counted as unpriced)
+        chunks = list(parsed)
+        assert chunks and all(c.choices for c in chunks)
+        record_usage = None
+    else:
+        record_usage = parsed.usage.prompt_tokens
+    record = traced.only_record()
+    assert record["provider_request_id"] == raw.headers["x-request-id"]
+    assert record["input_tokens"] == record_usage
+    assert record["status"] == "success"
+
+
+def test_async_with_raw_response(traced: Traced, async_client: Any) -> None:
+    """The async raw response is traced the same way."""
+    async def run() -> Any:
+        raw = await async_client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="x")
+        return raw.parse()
+    parsed = asyncio.run(run())
+    assert traced.only_record()["input_tokens"] == parsed.usage.prompt_tokens
+
+
+# -- identity: the same fixed wire answers through a bare and an instrumented client -------------------------
+
+CHAT_BODY = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop",
+                          "logprobs": None}],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+
+
+def _chat_sse(include_usage: bool) -> bytes:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
+    events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    events += [{**chunk, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "a b c".split()]
+    events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if include_usage:
+        events.append({**chunk, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _handler(request: httpx2.Request) -> httpx2.Response:
+    body = orjson.loads(request.content)
+    if body.get("stream"):
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        return httpx2.Response(200, content=_chat_sse(include), headers={"content-type": "text/event-stream"})
+    if body.get("model") == "broken":
+        return httpx2.Response(503, json={"error": {"message": "overloaded", "type": "server_error"}})
+    return httpx2.Response(200, json=CHAT_BODY, headers={"x-request-id": "req_fixed"})
+
+
+def _transport_client(is_async: bool = False) -> Any:
+    if is_async:
+        async def handler(request: httpx2.Request) -> httpx2.Response:
+            return _handler(request)
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+        return openai.AsyncOpenAI(base_url="http://llm.test/v1", api_key="k", http_client=http, max_retries=0)
+    http = httpx2.Client(transport=httpx2.MockTransport(_handler))
+    return openai.OpenAI(base_url="http://llm.test/v1", api_key="k", http_client=http, max_retries=0)
+
+
+def test_instrumented_client_returns_identical_objects(traced: Traced) -> None:
+    """Same wire answer → equal response, equal chunk sequence, equal exception with and without us."""
+    bare, ours = _transport_client(), llmmetrics.instrument(_transport_client())
+    for kwargs in ({}, {"temperature": 0.2, "max_tokens": 5}):
+        a = bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
+        b = ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
+        assert type(a) is type(b) and a.model_dump() == b.model_dump() and a._request_id == b._request_id
+    for options in (None, {"include_usage": True}):
+        extra = {"stream_options": options} if options else {}
+        sa = bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
+        sb = ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
+        assert type(sa) is type(sb)
+        assert [c.model_dump() for c in sa] == [c.model_dump() for c in sb]
+    errors = []
+    for client in (bare, ours):
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="broken", messages=MESSAGES)
+        errors.append((type(caught.value), str(caught.value), caught.value.status_code, caught.value.body))
+    assert errors[0] == errors[1]
+    assert len(traced.records()) == 5
+
+
+def test_async_instrumented_client_returns_identical_objects(traced: Traced) -> None:
+    """The async client: equal responses and chunk sequences with and without instrumentation."""
+    async def run() -> None:
+        bare, ours = _transport_client(True), llmmetrics.instrument(_transport_client(True))
+        a = await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        b = await ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert a.model_dump() == b.model_dump()
+        sa = await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        sb = await ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        assert type(sa) is type(sb)
+        assert [c.model_dump() async for c in sa] == [c.model_dump() async for c in sb]
+    asyncio.run(run())
+    assert [r["input_tokens"] for r in traced.records()] == [5, 5]
+
+
+def test_messages_mutated_after_the_call_do_not_change_the_record(traced: Traced, client: Any) -> None:
+    """The prompt is snapshotted at call time; appending the reply afterwards (agent loops do) is not recorded."""
+    messages = [{"role": "user", "content": "hi"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+    assert traced.only_record()["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, llm_server: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """If reading the response breaks inside llmmetrics, the user still gets the response; the failure is counted."""
+    from llmmetrics.instrumentation import Call
+
+    def broken(self: Any, response: Any) -> None:
+        raise RuntimeError("bug in llmmetrics")
+    monkeypatch.setattr(Call, "read_response", broken)
+    client = llmmetrics.instrument(make_client(llm_server))
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert reply.choices[0].message.content
+    assert traced.value("llmmetrics_instrumentation_errors_total", stage="record") == 1
+    assert traced.only_record()["status"] == "success"
