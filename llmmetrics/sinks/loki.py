@@ -67,13 +67,13 @@ class LokiSink:
     name = "loki"
 
     def __init__(self, config: Config, self_metrics: SelfMetrics, *, transport: PushTransport | None = None,
-                 gzip_level: int = 1) -> None:
+                 encoder: PushEncoder | None = None) -> None:
         labels = stream_labels(config)  # validate before anything starts
         self._transport = transport if transport is not None else HTTPTransport.from_config(config)
         self._display_url = getattr(self._transport, "display_url", "Loki")
         self._config = config
-        self._encoder = PushEncoder(labels, structured_metadata=config.loki_structured_metadata,
-                                    gzip_level=gzip_level)
+        self._encoder = encoder if encoder is not None else PushEncoder(
+            labels, structured_metadata=config.loki_structured_metadata)
         self._queue_max = config.loki_queue_max_bytes
         self._batch_max_bytes = config.loki_batch_max_bytes
         self._batch_max_entries = config.loki_batch_max_entries
@@ -158,7 +158,7 @@ class LokiSink:
                 if self._queued_bytes > self._queue_max:
                     self._shed_oldest()
                 ready = len(queue) == 1 or len(queue) >= self._batch_max_entries or \
-                    self._queued_bytes >= self._batch_max_bytes
+                    self._queued_bytes >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES
             if ready and not self._wake.is_set():
                 self._wake.set()
         except Exception:  # never break the user's call
@@ -266,20 +266,20 @@ class LokiSink:
                     first_seen = now
                 due = bool(queue) and (self._flush_requested or self._stopping
                                        or len(queue) >= self._batch_max_entries
-                                       or self._queued_bytes >= self._batch_max_bytes
+                                       or self._queued_bytes >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES
                                        or now - first_seen >= self._batch_wait  # type: ignore[operator]
                                        or (until is not None and now >= until))
                 if due:
                     batch = []
-                    size = 0
+                    size = 0  # line bytes: what loki_batch_max_bytes limits, as in Loki's own clients
                     limit = self._batch_max_bytes
                     while queue and len(batch) < self._batch_max_entries:
-                        n = len(queue[0].line) + RECORD_OVERHEAD_BYTES
+                        n = len(queue[0].line)
                         if batch and size + n > limit:
                             break
                         batch.append(queue.popleft())
                         size += n
-                    self._queued_bytes -= size
+                    self._queued_bytes -= size + len(batch) * RECORD_OVERHEAD_BYTES
                     self._inflight = len(batch)
                     return batch
                 if self._stopping or (until is not None and now >= until):

@@ -31,11 +31,16 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
+try:  # optional: Intel ISA-L's deflate, about 3x faster than zlib at level 1 with a better ratio
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - depends on the environment
+    _isal_zlib = None
+
 from ..config import Config, ConfigError
 from ..record import Record
 
 __all__ = [
-    "PUSH_PATH", "MAX_LINE_BYTES", "MAX_LABEL_NAMES", "MAX_LABEL_VALUE_CHARS",
+    "COMPRESSOR", "PUSH_PATH", "MAX_LINE_BYTES", "MAX_LABEL_NAMES", "MAX_LABEL_VALUE_CHARS",
     "stream_labels", "PushEncoder", "PushResponse", "PushTransport", "HTTPTransport", "parse_retry_after",
 ]
 
@@ -46,6 +51,9 @@ MAX_LINE_BYTES = 256 * 1024
 MAX_LABEL_NAMES = 15
 #: Loki's default ``max_label_value_length``.
 MAX_LABEL_VALUE_CHARS = 2048
+#: Which deflate implementation compresses push bodies: "isal" when the optional ``isal`` package is
+#: installed, else the standard library's "zlib". Both write the same gzip format.
+COMPRESSOR = "isal" if _isal_zlib is not None else "zlib"
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 #: Labels the sink sets itself; a static label may not reuse these names.
 RESERVED_LABELS = ("service_name", "env", "provider", "level")
@@ -85,13 +93,19 @@ class PushEncoder:
     """Turns a batch of records into one gzip-compressed push body.
 
     Records are grouped into streams by (provider, level) and sorted by timestamp within each stream, as
-    Loki requires of the entries of one stream in one push.
+    Loki requires of the entries of one stream in one push. ``gzip_level`` 1 is the default because
+    compression is most of a push's CPU cost; ISA-L (levels 0-3) is used when installed, unless
+    ``compressor="zlib"``.
     """
 
-    def __init__(self, base_labels: Mapping[str, str], *, structured_metadata: bool, gzip_level: int = 1) -> None:
+    def __init__(self, base_labels: Mapping[str, str], *, structured_metadata: bool, gzip_level: int = 1,
+                 compressor: str = COMPRESSOR) -> None:
         self._base = dict(base_labels)
         self._structured_metadata = structured_metadata
         self._level = gzip_level
+        use_isal = compressor == "isal" and _isal_zlib is not None and gzip_level <= 3
+        self.compressor = "isal" if use_isal else "zlib"
+        self._compress = _isal_zlib.compress if use_isal else zlib.compress  # type: ignore[union-attr]
         self._stream_labels: dict[tuple[str, str], dict[str, str]] = {}
 
     def _labels(self, provider: str, level: str) -> dict[str, str]:
@@ -126,8 +140,8 @@ class PushEncoder:
         return orjson.dumps({"streams": out})
 
     def encode(self, records: Sequence[Record]) -> bytes:
-        """The gzip-compressed JSON body (one ``zlib.compress`` call; ``wbits=31`` writes the gzip format)."""
-        return zlib.compress(self.encode_json(records), self._level, 31)
+        """The gzip-compressed JSON body (one compress call; ``wbits=31`` writes the gzip format)."""
+        return self._compress(self.encode_json(records), self._level, 31)
 
 
 def _metadata(r: Record) -> dict[str, str]:
