@@ -29,7 +29,7 @@ from openai._types import NotGiven, Omit
 from prometheus_client.samples import Exemplar
 
 from .context import _bound, _run
-from .providers import provider_for_url
+from .providers import provider_for_client
 from .record import timestamp
 from .runtime import Runtime, runtime
 from .streams import wrap_async_stream, wrap_sync_stream
@@ -68,7 +68,7 @@ class Call:
         client = resource._client
         provider = getattr(client, _PROVIDER_ATTR, None)
         if provider is None:
-            provider = rt.config.provider or provider_for_url(client.base_url)
+            provider = rt.config.provider or provider_for_client(client)
             try:
                 setattr(client, _PROVIDER_ATTR, provider)
             except Exception:  # a client that refuses attributes just pays the lookup each call

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["provider_for_url"]
+__all__ = ["provider_for_url", "provider_for_client"]
 
 _HOST_SUFFIXES = (
     ("api.openai.com", "openai"),
@@ -52,3 +52,10 @@ def provider_for_url(base_url: object) -> str:
     if "vllm" in where:
         return "vllm"
     return "openai_compatible"
+
+
+def provider_for_client(client: object) -> str:
+    """The provider of an ``openai`` client: Azure clients by class (any endpoint), others by base URL."""
+    if any(cls.__name__.startswith("AsyncAzure") or cls.__name__.startswith("Azure") for cls in type(client).__mro__):
+        return "azure_openai"
+    return provider_for_url(getattr(client, "base_url", ""))
