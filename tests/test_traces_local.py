@@ -18,7 +18,8 @@ import pytest
 
 from llmmetrics.traces.aggregate import aggregate
 from llmmetrics.traces.cli import main
-from llmmetrics.traces.filters import Query
+from llmmetrics.traces import local
+from llmmetrics.traces.filters import Query, SortOrder
 from llmmetrics.traces.local import LocalScan, NoTraceFiles, trace_files
 from llmmetrics.traces.render import render_table
 
@@ -340,6 +341,34 @@ class TestSorting:
         _, out, _ = traces(capsys, "--file", str(trace_file), "--format", "json", "--sort", "-error.status_code",
                            "--limit", "1")
         assert ids_of(out) == [6]
+
+
+    @pytest.mark.parametrize("block", [7, 64, 1 << 20])
+    def test_pruned_selection_equals_a_full_sort(self, trace_file: Path, monkeypatch, block: int) -> None:
+        """top() skips lines that cannot make the cut and reads newest-first backwards (in blocks of any
+        size), yet returns exactly what sorting every match would, for random filters, orders and limits."""
+        monkeypatch.setattr(local, "_BACKWARD_BLOCK", block)
+        every = dataset() + agent_run()
+        rng = random.Random(block)
+        fields = ["-latency", "latency", "-cost", "cost", "-time", "time", "-tokens", "ttft",
+                  "-error.status_code", "-input_tokens", "model"]
+        for _ in range(60):
+            order = SortOrder.parse(rng.choice(fields))
+            query = Query(kind=rng.choice(["call", "all"]), status=rng.choice([None, "error", "success"]),
+                          min_latency_ms=rng.choice([None, 500.0]))
+            limit = rng.choice([1, 2, 3, 5, 100])
+            matching = [r for r in every if query.matches(r)]
+            expected = [order.value(r) for r in order.first(matching, limit, record=lambda r: r)]
+            scan = LocalScan(trace_file, query)
+            got = [order.value(m.record) for m in scan.top(order, limit)]
+            assert got == expected, (order, query, limit)
+
+    def test_malformed_lines_are_located_when_read_backwards(self, trace_file: Path) -> None:
+        """The newest-first scan still reports file:line of bad lines (line numbers from the start)."""
+        scan = LocalScan(trace_file, Query(kind="all"))
+        scan.top(SortOrder(), 100)
+        assert sorted(e.rsplit("/", 1)[-1] for e in scan.malformed_examples) == [
+            "traces.jsonl.1:5: not a JSON object", "traces.jsonl.2:4: not valid JSON", "traces.jsonl:9: not valid JSON"]
 
 
 class TestAggregation:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import heapq
 import re
 import sys
 import time
@@ -31,7 +30,7 @@ from .logql import build_logql
 from .loki_client import LokiClient, LokiError
 from .render import render_json_lines, render_table, render_tree
 
-__all__ = ["add_command", "run", "select_records"]
+__all__ = ["add_command", "run"]
 
 DEFAULT_LIMIT = 50
 #: Loki has no "all time": without --since, this much history is searched (and the footer says so).
@@ -135,8 +134,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         err.write("llmmetrics traces: no trace file configured: pass --file PATH or --loki-url URL\n")
         return 2
-    # Sorting by anything but time, aggregating or drawing a tree needs every match, not the newest few.
-    every_match = tree or aggregating or not order.is_time
     try:
         if tree:
             render_tree(args.trace_id, [m.record for m in source.matches(args.scan_limit, "backward")], out)
@@ -145,12 +142,7 @@ def run(args: argparse.Namespace) -> int:
             groups = aggregate((m.record for m in matches), args.sum, args.by)
             (render_groups_json if args.format == "json" else render_groups_table)(groups, args.sum, args.by, out)
         else:
-            limit = args.limit or DEFAULT_LIMIT
-            if every_match:
-                candidates = source.matches(args.scan_limit, "backward")
-            else:  # Loki pages in time order: only the first `limit` entries are needed
-                candidates = source.matches(limit, "backward" if order.descending else "forward")
-            shown = select_records(candidates, order, limit)
+            shown = source.first(order, args.limit or DEFAULT_LIMIT)
             if args.format == "json":
                 render_json_lines((m.line for m in shown), out)
             else:
@@ -168,6 +160,11 @@ class _Source:
     """Where matches come from; ``footer`` says afterwards what was read (and what was skipped or capped)."""
 
     def matches(self, limit: int, direction: str) -> Iterable[Match]:
+        """Every match (up to ``limit``), for a tree or an aggregate."""
+        raise NotImplementedError
+
+    def first(self, order: SortOrder, limit: int) -> list[Match]:
+        """The ``limit`` first matches in ``order``."""
         raise NotImplementedError
 
     def footer(self) -> str:
@@ -180,8 +177,10 @@ class _LocalSource(_Source):
         self.started = time.perf_counter()
 
     def matches(self, limit: int, direction: str) -> Iterable[Match]:
-        # The whole file family is read in any case; the limit is the selection's job.
         return self.scan
+
+    def first(self, order: SortOrder, limit: int) -> list[Match]:
+        return self.scan.top(order, limit)
 
     def footer(self) -> str:
         scan = self.scan
@@ -233,6 +232,12 @@ class _LokiSource(_Source):
         if self.read >= limit and limit == self.scan_limit:
             self.capped_at = limit
 
+    def first(self, order: SortOrder, limit: int) -> list[Match]:
+        if order.is_time:  # Loki answers in time order: the first `limit` entries are the answer
+            return list(self.matches(limit, "backward" if order.descending else "forward"))
+        # any other order needs every match in the range (up to --scan-limit), then the best `limit`
+        return order.first(self.matches(self.scan_limit, "backward"), limit, record=lambda m: m.record)
+
     def footer(self) -> str:
         client = self.client
         footer = f"read {self.read:,} entries from Loki in {client.pages} page(s){self.note}"
@@ -269,22 +274,6 @@ def query_from_args(args: argparse.Namespace) -> Query:
         end_ns=_opt(parse_time_ns, args.until, "--until"),
         text=args.grep or None,
     )
-
-
-def select_records(matches: Iterable[Match], order: SortOrder, limit: int) -> list[Match]:
-    """The ``limit`` first records in ``order``; records lacking the sort field come after all others."""
-    if order.descending:
-        def key(m: Match) -> tuple[bool, Any]:
-            value = order.value(m.record)
-            return (value is not None, value if value is not None else 0)
-
-        return heapq.nlargest(limit, matches, key=key)
-
-    def key_ascending(m: Match) -> tuple[bool, Any]:
-        value = order.value(m.record)
-        return (value is None, value if value is not None else 0)
-
-    return heapq.nsmallest(limit, matches, key=key_ascending)
 
 
 def _opt(parse: Any, value: str | None, option: str) -> Any:

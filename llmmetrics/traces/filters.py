@@ -12,10 +12,14 @@ True
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "Query",
@@ -102,6 +106,35 @@ def get_path(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+_NUMBER = re.compile(rb"\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
+
+
+def number_key(field: str) -> bytes:
+    """The bytes that precede a field's value in a JSON line: ``"latency_ms":`` for ``latency_ms``.
+
+    For a dotted path only the last name can be searched (``"status_code":`` for ``error.status_code``).
+    """
+    return b'"' + field.rsplit(".", 1)[-1].encode() + b'":'
+
+
+def numbers_after(line: bytes, key: bytes) -> Iterator[float]:
+    """Every number that follows ``key`` anywhere in the raw line: nested occurrences included.
+
+    Inside a JSON string a quote is always escaped, so ``"name":`` occurs only as a real key; the record's
+    own top-level value is therefore always among these numbers. That makes them a safe prefilter: if none
+    is in range, the record's value is not either (null and missing values yield nothing, as they should).
+    """
+    start = line.find(key)
+    while start >= 0:
+        start += len(key)
+        found = _NUMBER.match(line, start)
+        if found is not None:
+            text = found.group(1)
+            # ints stay ints: a float cannot hold a nanosecond timestamp exactly
+            yield int(text) if text.lstrip(b"-").isdigit() else float(text)
+        start = line.find(key, start)
+
+
 def record_tokens(record: Mapping[str, Any]) -> int | None:
     """Total tokens of a call, or input + output of a run record (runs carry no ``total_tokens``)."""
     total = record.get("total_tokens")
@@ -146,6 +179,41 @@ class SortOrder:
         if self.field == "tokens":
             return record_tokens(record)
         return get_path(record, self.field)
+
+    def rank(self, record: Mapping[str, Any]) -> tuple[bool, Any]:
+        """A key where larger is better in this order: missing values rank below every present one."""
+        value = self.value(record)
+        if value is None:
+            return (False, 0)
+        return (True, value if self.descending else _Reversed(value))
+
+    def first(self, items: Iterable[T], limit: int, record: Callable[[T], Mapping[str, Any]]) -> list[T]:
+        """The ``limit`` best items in this order (ties keep arrival order), best first."""
+        return heapq.nlargest(limit, items, key=lambda item: self.rank(record(item)))
+
+
+class _Reversed:
+    """Inverts comparisons, so ascending orders reuse the same "keep the largest" selection."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return other.value < self.value
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return other.value > self.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and other.value == self.value
+
+    def __le__(self, other: _Reversed) -> bool:
+        return other.value <= self.value
+
+    def __ge__(self, other: _Reversed) -> bool:
+        return other.value >= self.value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -225,6 +293,7 @@ class Query:
                 checks.append(lambda r, p=path, w=wanted: r.get(p) == w)
             if _VERBATIM_JSON.match(wanted):
                 tokens.append(b'"' + wanted.encode() + b'"')
+        ranges: list[tuple[bytes, float, float]] = []
         for low, high, field in (
             (self.min_latency_ms, self.max_latency_ms, "latency_ms"),
             (self.min_cost_usd, self.max_cost_usd, "cost_usd"),
@@ -232,8 +301,10 @@ class Query:
         ):
             if low is not None or high is not None:
                 checks.append(_range_check(field, low, high))
+                top = math.inf if high is None else (high - 1 if field == "ts_ns" else high)
+                ranges.append((number_key(field), -math.inf if low is None else low, top))
         text = self.text.encode() if self.text else None
-        return CompiledQuery(checks=tuple(checks), tokens=tuple(tokens), text=text)
+        return CompiledQuery(checks=tuple(checks), tokens=tuple(tokens), text=text, ranges=tuple(ranges))
 
 
 def _range_check(field: str, low: float | None, high: float | None) -> Callable[[Mapping[str, Any]], bool]:
@@ -262,12 +333,20 @@ class CompiledQuery:
     tokens: tuple[bytes, ...]
     #: free text: a raw-line substring, the same semantics as LogQL's ``|= "text"``
     text: bytes | None
+    #: numeric ranges as (``b'"field":'``, low, high): some occurrence of the key must hold a number inside
+    ranges: tuple[tuple[bytes, float, float], ...] = ()
 
     def line_may_match(self, line: bytes) -> bool:
         if self.text is not None and self.text not in line:
             return False
         for token in self.tokens:
             if token not in line:
+                return False
+        for key, low, high in self.ranges:
+            for value in numbers_after(line, key):
+                if low <= value <= high:
+                    break
+            else:
                 return False
         return True
 

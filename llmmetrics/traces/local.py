@@ -15,17 +15,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterator
+import heapq
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import Query
+from .filters import Query, SortOrder, _Reversed, number_key, numbers_after
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
 _READ_BUFFER = 1 << 20
+#: newest-first reads go backwards through the file in blocks this large
+_BACKWARD_BLOCK = 8 << 20
 
 
 class NoTraceFiles(FileNotFoundError):
@@ -76,9 +79,47 @@ class LocalScan:
         self.files: list[Path] = []
         self.lines = 0
         self.malformed = 0
-        self.malformed_examples: list[str] = []
+        self._malformed_at: list[tuple[Path, int, str]] = []
 
     def __iter__(self) -> Iterator[Match]:
+        return self._scan(None, newest_first=False)
+
+    def top(self, order: SortOrder, limit: int) -> list[Match]:
+        """The first ``limit`` matches in ``order``, parsing only lines that could still make the cut.
+
+        Once ``limit`` matches are held, a line is parsed only if the numbers that follow its sort field's
+        key could beat the worst one held (see :func:`~.filters.numbers_after`). Newest-first reads the
+        files backwards, so the newest records arrive first and the rest are passed over unparsed.
+        """
+        key = None if order.field == "tokens" else number_key(order.field)
+        descending = order.descending
+        heap: list[tuple[tuple[bool, Any], int, Match]] = []
+
+        def may_beat(line: bytes) -> bool:
+            if key is None or len(heap) < limit:
+                return True
+            numbers = list(numbers_after(line, key))
+            if not numbers:
+                if line.count(key) != line.count(key + b"null"):
+                    return True  # a string or an object: no bound to prune with
+                return (False, 0) > heap[0][0]  # the field is missing or null: it ranks last
+            bound = max(numbers) if descending else _Reversed(min(numbers))
+            return (True, bound) > heap[0][0]
+
+        for sequence, match in enumerate(self._scan(may_beat, newest_first=order.is_time and descending)):
+            item = (order.rank(match.record), -sequence, match)
+            if len(heap) < limit:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:
+                heapq.heapreplace(heap, item)
+        return [match for _, _, match in sorted(heap, key=lambda item: item[:2], reverse=True)]
+
+    @property
+    def malformed_examples(self) -> list[str]:
+        """Where the first few malformed lines are, as ``file:line: why`` (computed only when asked)."""
+        return [f"{file}:{_line_number(file, offset)}: {why}" for file, offset, why in self._malformed_at]
+
+    def _scan(self, may_beat: Callable[[bytes], bool] | None, *, newest_first: bool) -> Iterator[Match]:
         files = trace_files(self.path)
         if not files:
             raise NoTraceFiles(
@@ -90,31 +131,69 @@ class LocalScan:
         predicate = compiled.predicate
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        for file in files:
+        for file in reversed(files) if newest_first else files:
             self.files.append(file)
             try:
                 handle = open(file, "rb", buffering=_READ_BUFFER)
             except FileNotFoundError:
                 continue  # rotated away between listing and opening: its records are in the next file
             with handle:
-                line_number = 0
-                for line_number, line in enumerate(handle, start=1):  # noqa: B007 - kept for the count below
-                    if not line_may_match(line):
+                for offset, line in _lines_backwards(handle) if newest_first else _lines(handle):
+                    self.lines += 1
+                    if not line_may_match(line) or (may_beat is not None and not may_beat(line)):
                         continue
                     try:
                         record = loads(line)
                     except decode_error:
                         if line.strip():
-                            self._count_malformed(file, line_number, "not valid JSON")
+                            self._count_malformed(file, offset, "not valid JSON")
+                        else:
+                            self.lines -= 1  # a blank line is not a record, nor an error
                         continue
                     if type(record) is not dict:
-                        self._count_malformed(file, line_number, "not a JSON object")
+                        self._count_malformed(file, offset, "not a JSON object")
                         continue
                     if predicate(record):
                         yield Match(record, line.rstrip(b"\r\n"))
-                self.lines += line_number
 
-    def _count_malformed(self, file: Path, line_number: int, why: str) -> None:
+    def _count_malformed(self, file: Path, offset: int, why: str) -> None:
         self.malformed += 1
-        if len(self.malformed_examples) < 3:
-            self.malformed_examples.append(f"{file}:{line_number}: {why}")
+        if len(self._malformed_at) < 3:
+            self._malformed_at.append((file, offset, why))
+
+
+def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) from the start; each line keeps its newline."""
+    offset = 0
+    for line in handle:
+        yield offset, line
+        offset += len(line)
+
+
+def _lines_backwards(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) from the end of the file, read in large blocks; lines come without newline."""
+    position = handle.seek(0, os.SEEK_END)
+    carry = b""
+    while position > 0:
+        step = min(_BACKWARD_BLOCK, position)
+        position -= step
+        handle.seek(position)
+        block = handle.read(step) + carry
+        parts = block.split(b"\n")
+        carry = parts[0]  # may continue in the block before
+        end = position + len(block)
+        for part in reversed(parts[1:]):
+            end -= len(part) + 1
+            if part:
+                yield end + 1, part
+    if carry:
+        yield 0, carry
+
+
+def _line_number(file: Path, offset: int) -> int:
+    """1-based line number of the line starting at ``offset`` (only for the few malformed examples)."""
+    try:
+        with open(file, "rb") as handle:
+            return handle.read(offset).count(b"\n") + 1
+    except OSError:
+        return 0
