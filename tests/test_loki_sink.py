@@ -17,7 +17,7 @@ from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks import Sink
 from llmmetrics.sinks.loki import LokiSink
-from llmmetrics.sinks.loki_push import parse_retry_after
+from llmmetrics.sinks.loki_push import COMPRESSOR, PushEncoder, parse_retry_after, stream_labels
 from loki_contract_server import LokiContractServer
 
 
@@ -97,6 +97,22 @@ class TestWireFormat:
         assert sink.flush(10)
         assert loki.errors == [] and len(loki.accepted) == 50
         assert [e.ts_ns for e in loki.accepted] == sorted(e.ts_ns for e in loki.accepted)
+
+    @pytest.mark.parametrize("compressor", ["zlib", "isal"])
+    def test_both_compressors_write_gzip_loki_accepts(self, harness: Harness, loki: LokiContractServer,
+                                                       compressor: str) -> None:
+        """The stdlib zlib path and the optional ISA-L path both produce bodies Loki decodes."""
+        if compressor == "isal" and COMPRESSOR != "isal":
+            pytest.fail("the isal package is not installed: `pip install isal` to test the ISA-L path")
+        encoder = PushEncoder(stream_labels(Config()), structured_metadata=True, compressor=compressor)
+        assert encoder.compressor == compressor
+        sink = LokiSink(Config(loki_url=loki.url, trace_file=None, loki_batch_wait_seconds=0.05),
+                        harness.metrics, encoder=encoder)
+        harness.sinks.append(sink)
+        for i in range(100):
+            sink.emit(record(i))
+        assert sink.flush(10)
+        assert sorted(index(line) for line in loki.lines()) == list(range(100))
 
     def test_structured_metadata_can_be_switched_off_for_loki_2(self, harness: Harness) -> None:
         """With loki_structured_metadata=False a Loki 2.x (which refuses metadata) accepts every entry."""
