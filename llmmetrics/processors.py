@@ -61,11 +61,17 @@ def render(record: Mapping[str, Any]) -> bytes:
 
 
 def _safe(value: Any) -> Any:
+    """Keep what encodes; descend into containers so one bad leaf does not hide its siblings."""
     try:
         orjson.dumps(value, default=_describe, option=_OPTIONS)
         return value
     except (TypeError, orjson.JSONEncodeError):
-        return f"<unencodable {type(value).__name__}: {str(value)[:200]}>"
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    return f"<unencodable {type(value).__name__}: {str(value)[:200]}>"
 
 
 def merge_context(record: dict[str, Any]) -> dict[str, Any]:
