@@ -251,11 +251,12 @@ class TestLifecycle:
         assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="shutdown") == 1
 
     def test_emit_after_close_and_double_close_are_harmless(self, harness: Harness, loki: LokiContractServer) -> None:
-        """Closing twice is a no-op and emit on a closed sink does not raise."""
+        """Closing twice is a no-op; emit on a closed sink does not raise and counts the record as dropped."""
         sink = harness.sink(loki.url)
         sink.close(1.0)
         sink.close(1.0)
         sink.emit(record(1))
+        assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="shutdown") == 1
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
     def test_worker_restarts_in_a_forked_child(self, harness: Harness, loki: LokiContractServer) -> None:

@@ -146,6 +146,9 @@ class LokiSink:
     def emit(self, record: Record) -> None:
         """Queue one record: O(1), no I/O. A full queue sheds its oldest records (counted), never blocks."""
         try:
+            if self._stopping:  # closed: no worker will ship it
+                self._dropped["shutdown"].inc()
+                return
             size = len(record.line)
             if size > MAX_LINE_BYTES:
                 self._line_too_long.inc()
@@ -317,6 +320,7 @@ class LokiSink:
                 if outcome != "retry":
                     return
                 if self._spool is not None:
+                    self._retry_at = time.monotonic() + delay
                     self._spool_batch(batch)
                     return
                 if self._stop.wait(delay) or self._stopping:
