@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.samples import Exemplar
 
-__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
+__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "FastHistogram", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
 
 OTHER_MODEL = "other"
 #: Tokens per call: powers of 4 from 1 to 4**12 (16.7M tokens).
@@ -39,9 +39,11 @@ def duration_buckets(*exact_bounds: float) -> tuple[float, ...]:
     return tuple(sorted(bounds))
 
 
-def exemplar_fits(labels: dict[str, str]) -> bool:
-    """True if the exemplar is accepted by OpenMetrics (prometheus_client counts before it rejects)."""
-    return sum(len(k) + len(v) for k, v in labels.items()) <= _MAX_EXEMPLAR_RUNES
+#: Exemplars carry {trace_id: 32 hex, span_id: 16 hex}, ids llmmetrics makes itself, so their size is known
+#: here, once: OpenMetrics allows 128 runes, and prometheus_client would count an observation *before*
+#: rejecting an oversized exemplar.
+_EXEMPLAR_RUNES = len("trace_id") + 32 + len("span_id") + 16
+assert _EXEMPLAR_RUNES <= _MAX_EXEMPLAR_RUNES
 
 
 class SelfMetrics:
@@ -89,8 +91,8 @@ def _adder(child: Any) -> Callable[[float], None]:
 class FastHistogram:
     """``observe`` for one histogram child: a bisect instead of a linear scan, and no re-validation.
 
-    Exemplar labels are built by llmmetrics itself (fixed-size hex ids), so they are known to fit; an
-    exemplar that would not fit is dropped before anything is counted (see ``exemplar_fits``).
+    Exemplar labels are built by llmmetrics itself (fixed-size hex ids), so they are known to fit (see
+    ``_EXEMPLAR_RUNES``) and need no per-call validation.
     """
 
     __slots__ = ("_bounds", "_buckets", "_add_sum", "_child")

@@ -29,11 +29,24 @@ class FileSink(QueuedSink):
         super().__init__(self_metrics)
 
     def deliver(self, batch: list[Record]) -> None:
-        data = b"\n".join(r.line for r in batch) + b"\n"
-        if self._file.tell() + len(data) > self._max_file_bytes and self._file.tell() > 0:
-            self._rotate()
-        self._file.write(data)
-        self._file.flush()
+        """Write the batch, rotating between lines whenever the next line would pass max_bytes."""
+        size = self._file.tell()
+        chunk: list[bytes] = []
+        for record in batch:
+            n = len(record.line) + 1
+            if size + n > self._max_file_bytes and size > 0:
+                self._write(chunk)
+                chunk = []
+                self._rotate()
+                size = 0
+            chunk.append(record.line)
+            size += n
+        self._write(chunk)
+
+    def _write(self, lines: list[bytes]) -> None:
+        if lines:
+            self._file.write(b"\n".join(lines) + b"\n")
+            self._file.flush()
 
     def _rotate(self) -> None:
         self._file.close()

@@ -1,0 +1,73 @@
+"""Metric families: names, buckets with the SLO as exact bounds, bounded model cardinality."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from llmmetrics.metrics import TOKEN_BUCKETS, LLMMetrics, SelfMetrics, duration_buckets
+
+
+def test_duration_buckets_follow_genai_conventions_and_include_thresholds() -> None:
+    """0.01 s doubling to 327.68 s, plus the SLO and slow-call thresholds as exact bounds."""
+    buckets = duration_buckets(2.0, 3.0)
+    assert buckets[0] == 0.01 and buckets[-1] == 327.68
+    assert 81.92 in buckets and 2.0 in buckets and 3.0 in buckets
+    assert list(buckets) == sorted(set(buckets))
+    assert duration_buckets(0.64) == duration_buckets()  # already a bound: not duplicated
+
+
+def test_token_buckets_are_powers_of_four() -> None:
+    """Tokens per call: 1, 4, 16, … 4**12."""
+    assert TOKEN_BUCKETS == tuple(float(4**i) for i in range(13))
+
+
+def test_configured_slo_is_an_exact_histogram_bound() -> None:
+    """The exposed histogram has an le bucket equal to the configured SLO, so alert rules can read it."""
+    registry = CollectorRegistry()
+    metrics = LLMMetrics(registry, latency_slo_seconds=1.5, slow_call_seconds=4.0)
+    series = metrics.series("openai", "gpt-4o-mini", "chat")
+    series.duration_ok.observe(1.4)
+    series.duration_ok.observe(1.6)
+    labels = {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat", "status": "ok"}
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "1.5"}) == 1
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "4.0"}) == 2
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "+Inf"}) == 2
+    assert registry.get_sample_value("llm_request_duration_seconds_sum", labels) == 3.0
+
+
+def test_fast_histogram_matches_prometheus_client_bucketing() -> None:
+    """Our bisect observe puts every value in the same bucket as prometheus_client's own observe."""
+    registry = CollectorRegistry()
+    metrics = LLMMetrics(registry)
+    fast = metrics.series("p", "m", "chat").duration_ok
+    reference = metrics.duration.labels("p", "m", "chat", "error")
+    values = [0.0, 0.01, 0.0100001, 0.5, 2.0, 2.0000001, 3.0, 81.92, 327.68, 400.0, 1e9]
+    for v in values:
+        fast.observe(v)
+        reference.observe(v)
+    for bound in metrics.buckets + (float("inf"),):
+        le = "+Inf" if bound == float("inf") else str(bound)
+        base = {"provider": "p", "model": "m", "operation": "chat", "le": le}
+        assert (registry.get_sample_value("llm_request_duration_seconds_bucket", {**base, "status": "ok"}) ==
+                registry.get_sample_value("llm_request_duration_seconds_bucket", {**base, "status": "error"}))
+
+
+def test_model_label_cardinality_is_capped() -> None:
+    """Beyond max_models distinct models new ones become 'other', and each such call is counted."""
+    registry = CollectorRegistry()
+    self_metrics = SelfMetrics(registry)
+    metrics = LLMMetrics(registry, max_models=3, self_metrics=self_metrics)
+    labels = [metrics.model_label(f"typo-{i}") for i in range(10_000)]
+    assert labels[:3] == ["typo-0", "typo-1", "typo-2"] and set(labels[3:]) == {"other"}
+    assert metrics.model_label("typo-1") == "typo-1"
+    assert metrics.model_label(" GPT-4o-Mini ") == "other"
+    assert registry.get_sample_value("llmmetrics_model_overflow_total") == 10_000 - 3 + 1
+    assert len(metrics._model_labels) <= 4 * 3
+
+
+def test_model_names_are_normalised() -> None:
+    """Case and surrounding spaces do not make new series; non-strings and empty names are handled."""
+    metrics = LLMMetrics(CollectorRegistry())
+    assert metrics.model_label(" GPT-4o-Mini ") == metrics.model_label("gpt-4o-mini") == "gpt-4o-mini"
+    assert metrics.model_label(None) == "none" and metrics.model_label("") == "unknown"
+    assert len(metrics.model_label("x" * 500)) == 100
