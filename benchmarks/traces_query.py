@@ -128,16 +128,19 @@ def run(trace_id: str, user: str, flags: dict, ts_ns: int, calls: list[dict]) ->
     }
 
 
-def time_query(path: Path, args: list[str]) -> tuple[float, int]:
-    """Seconds for one run of the command (output discarded) and how many output lines it printed."""
+def time_query(path: Path, args: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds for one run of the command (output discarded), and its output line count.
+
+    CPU time is this process's own: on a shared machine it is the fair measure of one core's work.
+    """
     out, err = io.StringIO(), io.StringIO()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["--file", str(path), *args])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if code != 0:
         raise SystemExit(f"query {args} failed: {err.getvalue()}")
-    return elapsed, len(out.getvalue().splitlines())
+    return elapsed, cpu, len(out.getvalue().splitlines())
 
 
 def main_benchmark() -> None:
@@ -169,14 +172,17 @@ def main_benchmark() -> None:
         ]
         rows = []
         for title, args in queries:
-            best, lines = min(time_query(path, args) for _ in range(options.repeat))
-            rows.append({"query": title, "args": args, "seconds": round(best, 3), "output_lines": lines})
-            print(f"  {best:6.2f} s  {lines:5d} lines  {title}", flush=True)
+            wall, cpu, lines = min(time_query(path, args) for _ in range(options.repeat))
+            rows.append({"query": title, "args": args, "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+                         "output_lines": lines})
+            print(f"  {wall:6.2f} s wall  {cpu:6.2f} s cpu  {lines:5d} lines  {title}", flush=True)
+        load = os.getloadavg()[0]
 
     width = max(len(r["query"]) for r in rows)
-    print(f"\n{'query':{width}}  {'seconds':>8}  {'lines':>6}")
+    print(f"\n{'query':{width}}  {'wall s':>7}  {'cpu s':>7}  {'lines':>6}")
     for r in rows:
-        print(f"{r['query']:{width}}  {r['seconds']:8.2f}  {r['output_lines']:6d}")
+        print(f"{r['query']:{width}}  {r['wall_seconds']:7.2f}  {r['cpu_seconds']:7.2f}  {r['output_lines']:6d}")
+    print(f"(load average at the end: {load:.1f} on {os.cpu_count()} cpus)")
     results = {
         "benchmark": "traces_query",
         "records": options.records,
@@ -185,6 +191,7 @@ def main_benchmark() -> None:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "single_process": True,
+        "load_average_1m_at_end": round(load, 2),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "queries": rows,
     }

@@ -7,6 +7,7 @@ wrapper does. Tests over files the real wrapper writes live in ``test_traces_wra
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -295,6 +296,22 @@ class TestFilters:
             got = [m.record for m in LocalScan(trace_file, query)]
             assert got == expected, chosen
 
+    def test_lines_from_other_json_writers_are_found_too(self, tmp_path: Path) -> None:
+        """Spaced separators, ASCII escapes and another key order defeat no prefilter: same answers as parsing."""
+        every = dataset() + agent_run()
+        path = tmp_path / "other.jsonl"
+        path.write_text("".join(json.dumps(dict(sorted(r.items()))) + "\n" for r in every))
+        rng = random.Random(9)
+        for _ in range(150):
+            query = Query(
+                kind=rng.choice(["call", "run", "all"]), status=rng.choice([None, "error", "success"]),
+                model=rng.choice([None, "gpt-4o", "gpt-4o-mini"]), user_id=rng.choice([None, "u-42", 'ü-ñ"q']),
+                error_type=rng.choice([None, "RateLimitError"]), min_latency_ms=rng.choice([None, 1000.0]),
+                max_cost_usd=rng.choice([None, 0.01]), start_ns=rng.choice([None, every[5]["ts_ns"]]),
+            )
+            expected = [r["ts_ns"] for r in every if query.matches(r)]
+            assert [m.record["ts_ns"] for m in LocalScan(path, query)] == expected, query
+
     @pytest.mark.parametrize(("args", "message"), [
         (["--min-latency", "fast"], "--min-latency"),
         (["--max-cost", "cheap"], "--max-cost"),
@@ -347,7 +364,7 @@ class TestSorting:
     def test_pruned_selection_equals_a_full_sort(self, trace_file: Path, monkeypatch, block: int) -> None:
         """top() skips lines that cannot make the cut and reads newest-first backwards (in blocks of any
         size), yet returns exactly what sorting every match would, for random filters, orders and limits."""
-        monkeypatch.setattr(local, "_BACKWARD_BLOCK", block)
+        monkeypatch.setattr(local, "_BLOCK", block)
         every = dataset() + agent_run()
         rng = random.Random(block)
         fields = ["-latency", "latency", "-cost", "cost", "-time", "time", "-tokens", "ttft",

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from .filters import SORT_ALIASES, get_path, record_tokens
+from .filters import SORT_ALIASES, path_getter
 from .render import format_ms, format_tokens, format_usd
 
 __all__ = ["Group", "aggregate", "render_groups_json", "render_groups_table"]
@@ -63,17 +63,22 @@ def _key_text(value: Any) -> str:
 def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_field: str | None) -> list[Group]:
     """Group ``records`` by ``by_field`` (one group when None) and sum ``sum_field``; largest total first."""
     total_path, by_path = _field(sum_field), _field(by_field)
-    groups: dict[str, Group] = {}
+    group_of = path_getter(by_path) if by_path else (lambda record: "all")
+    value_of = path_getter(total_path) if total_path else None
+    groups: dict[Any, Group] = {}
     for record in records:
-        key = _key_text(get_path(record, by_path)) if by_path else "all"
-        group = groups.get(key)
+        raw = group_of(record)
+        group = groups.get(raw) if type(raw) is str else None
         if group is None:
-            group = groups[key] = Group(key)
+            key = _key_text(raw)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = Group(key)
         group.records += 1
-        if total_path is None:
+        if value_of is None:
             continue
-        value = record_tokens(record) if total_path == "tokens" else get_path(record, total_path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = value_of(record)
+        if type(value) is float or type(value) is int:
             group.values.append(value)
         else:
             group.missing += 1

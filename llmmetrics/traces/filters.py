@@ -12,10 +12,11 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -98,18 +99,32 @@ def _datetime_to_ns(moment: datetime) -> int:
 
 def get_path(record: Mapping[str, Any], path: str) -> Any:
     """Value at a dotted path (``feature_flags.new_prompt``, ``error.type``) or None when any step is missing."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
+    return path_getter(path)(record)
+
+
+def path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """A function reading ``path`` from a record, built once per scan (a plain name is one ``dict.get``)."""
+    if path == "tokens":
+        return record_tokens
+    if "." not in path:
+        return lambda record: record.get(path)
+    parts = path.split(".")
+
+    def get(record: Mapping[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
 
 
 _NUMBER = re.compile(rb"\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
 
 
-def number_key(field: str) -> bytes:
+def field_key(field: str) -> bytes:
     """The bytes that precede a field's value in a JSON line: ``"latency_ms":`` for ``latency_ms``.
 
     For a dotted path only the last name can be searched (``"status_code":`` for ``error.status_code``).
@@ -117,12 +132,13 @@ def number_key(field: str) -> bytes:
     return b'"' + field.rsplit(".", 1)[-1].encode() + b'":'
 
 
-def numbers_after(line: bytes, key: bytes) -> Iterator[float]:
-    """Every number that follows ``key`` anywhere in the raw line: nested occurrences included.
+def any_number_within(line: bytes, key: bytes, low: float, high: float) -> bool:
+    """True when some number following ``key`` anywhere in the raw line lies in ``[low, high]``.
 
     Inside a JSON string a quote is always escaped, so ``"name":`` occurs only as a real key; the record's
-    own top-level value is therefore always among these numbers. That makes them a safe prefilter: if none
-    is in range, the record's value is not either (null and missing values yield nothing, as they should).
+    own top-level value is therefore among the numbers found (nested keys of the same name add more). That
+    makes this a safe prefilter: if none is in range, the record's value is not either, and null or missing
+    values yield no number, as they should. Ints stay ints: a float cannot hold a nanosecond timestamp.
     """
     start = line.find(key)
     while start >= 0:
@@ -130,9 +146,36 @@ def numbers_after(line: bytes, key: bytes) -> Iterator[float]:
         found = _NUMBER.match(line, start)
         if found is not None:
             text = found.group(1)
-            # ints stay ints: a float cannot hold a nanosecond timestamp exactly
-            yield int(text) if text.lstrip(b"-").isdigit() else float(text)
+            value = float(text) if b"." in text or b"e" in text or b"E" in text else int(text)
+            if low <= value <= high:
+                return True
         start = line.find(key, start)
+    return False
+
+
+def number_bound(line: bytes, key: bytes, largest: bool) -> int | float | None:
+    """The largest (or smallest) number following ``key`` in the line, None when no number follows it.
+
+    The top-level value is among them, so it can be no better than this bound: a line whose bound cannot
+    beat what a top-N selection already holds need not be parsed.
+    """
+    bound: int | float | None = None
+    start = line.find(key)
+    while start >= 0:
+        start += len(key)
+        found = _NUMBER.match(line, start)
+        if found is not None:
+            text = found.group(1)
+            value = float(text) if b"." in text or b"e" in text or b"E" in text else int(text)
+            if bound is None or (value > bound if largest else value < bound):
+                bound = value
+        start = line.find(key, start)
+    return bound
+
+
+def _value_tokens(path: str, value: str) -> tuple[bytes, bytes]:
+    quoted = b'"' + value.encode() + b'"'
+    return field_key(path) + quoted, quoted
 
 
 def record_tokens(record: Mapping[str, Any]) -> int | None:
@@ -176,9 +219,11 @@ class SortOrder:
         return self.field == "ts_ns"
 
     def value(self, record: Mapping[str, Any]) -> Any:
-        if self.field == "tokens":
-            return record_tokens(record)
-        return get_path(record, self.field)
+        return self._getter(record)
+
+    @functools.cached_property
+    def _getter(self) -> Callable[[Mapping[str, Any]], Any]:
+        return path_getter(self.field)
 
     def rank(self, record: Mapping[str, Any]) -> tuple[bool, Any]:
         """A key where larger is better in this order: missing values rank below every present one."""
@@ -279,20 +324,19 @@ class Query:
     def compile(self) -> CompiledQuery:
         """Decide once which checks matter, so the per-record cost is only the filters actually set."""
         checks: list[Callable[[Mapping[str, Any]], bool]] = []
-        tokens: list[bytes] = []
+        tokens: list[tuple[bytes, bytes]] = []
         if self.kind != "all":
             kind = self.kind
             checks.append(lambda r: r.get("kind", "call") == kind)
+            if kind == "run":  # (a call record may omit "kind", so only "run" can be required in the line)
+                tokens.append(_value_tokens("kind", "run"))
         for attribute, path in self.EXACT_FIELDS:
             wanted = getattr(self, attribute)
             if wanted is None:
                 continue
-            if "." in path:
-                checks.append(lambda r, p=path, w=wanted: get_path(r, p) == w)
-            else:
-                checks.append(lambda r, p=path, w=wanted: r.get(p) == w)
+            checks.append(lambda r, get=path_getter(path), w=wanted: get(r) == w)
             if _VERBATIM_JSON.match(wanted):
-                tokens.append(b'"' + wanted.encode() + b'"')
+                tokens.append(_value_tokens(path, wanted))
         ranges: list[tuple[bytes, float, float]] = []
         for low, high, field in (
             (self.min_latency_ms, self.max_latency_ms, "latency_ms"),
@@ -302,7 +346,7 @@ class Query:
             if low is not None or high is not None:
                 checks.append(_range_check(field, low, high))
                 top = math.inf if high is None else (high - 1 if field == "ts_ns" else high)
-                ranges.append((number_key(field), -math.inf if low is None else low, top))
+                ranges.append((field_key(field), -math.inf if low is None else low, top))
         text = self.text.encode() if self.text else None
         return CompiledQuery(checks=tuple(checks), tokens=tuple(tokens), text=text, ranges=tuple(ranges))
 
@@ -329,8 +373,9 @@ class CompiledQuery:
     """A query ready for a scan: cheap byte tests on the raw line first, then checks on the parsed record."""
 
     checks: tuple[Callable[[Mapping[str, Any]], bool], ...]
-    #: every token must occur in a matching line (quoted exact values); never excludes a match
-    tokens: tuple[bytes, ...]
+    #: (compact, plain) pairs, one per exact filter: a matching line holds ``"key":"value"`` when written
+    #: compact (as the file sink does), and at least ``"value"`` whatever wrote it; never excludes a match
+    tokens: tuple[tuple[bytes, bytes], ...]
     #: free text: a raw-line substring, the same semantics as LogQL's ``|= "text"``
     text: bytes | None
     #: numeric ranges as (``b'"field":'``, low, high): some occurrence of the key must hold a number inside
@@ -339,14 +384,15 @@ class CompiledQuery:
     def line_may_match(self, line: bytes) -> bool:
         if self.text is not None and self.text not in line:
             return False
-        for token in self.tokens:
-            if token not in line:
-                return False
+        if self.tokens:
+            # The file sink writes orjson's compact JSON with "kind" first; such a line must hold the
+            # compact ``"key":"value"``. A line from any other writer is held only to ``"value"``.
+            compact = line.startswith(b'{"kind":"')
+            for pair in self.tokens:
+                if pair[0 if compact else 1] not in line:
+                    return False
         for key, low, high in self.ranges:
-            for value in numbers_after(line, key):
-                if low <= value <= high:
-                    break
-            else:
+            if not any_number_within(line, key, low, high):
                 return False
         return True
 

@@ -22,13 +22,12 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import Query, SortOrder, _Reversed, number_key, numbers_after
+from .filters import Query, SortOrder, _Reversed, field_key, number_bound
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
-_READ_BUFFER = 1 << 20
-#: newest-first reads go backwards through the file in blocks this large
-_BACKWARD_BLOCK = 8 << 20
+#: files are read in blocks this large (either direction), split into lines in one call
+_BLOCK = 8 << 20
 
 
 class NoTraceFiles(FileNotFoundError):
@@ -88,23 +87,22 @@ class LocalScan:
         """The first ``limit`` matches in ``order``, parsing only lines that could still make the cut.
 
         Once ``limit`` matches are held, a line is parsed only if the numbers that follow its sort field's
-        key could beat the worst one held (see :func:`~.filters.numbers_after`). Newest-first reads the
+        key could beat the worst one held (see :func:`~.filters.number_bound`). Newest-first reads the
         files backwards, so the newest records arrive first and the rest are passed over unparsed.
         """
-        key = None if order.field == "tokens" else number_key(order.field)
+        key = None if order.field == "tokens" else field_key(order.field)
         descending = order.descending
         heap: list[tuple[tuple[bool, Any], int, Match]] = []
 
         def may_beat(line: bytes) -> bool:
             if key is None or len(heap) < limit:
                 return True
-            numbers = list(numbers_after(line, key))
-            if not numbers:
+            bound = number_bound(line, key, descending)
+            if bound is None:
                 if line.count(key) != line.count(key + b"null"):
                     return True  # a string or an object: no bound to prune with
                 return (False, 0) > heap[0][0]  # the field is missing or null: it ranks last
-            bound = max(numbers) if descending else _Reversed(min(numbers))
-            return (True, bound) > heap[0][0]
+            return (True, bound if descending else _Reversed(bound)) > heap[0][0]
 
         for sequence, match in enumerate(self._scan(may_beat, newest_first=order.is_time and descending)):
             item = (order.rank(match.record), -sequence, match)
@@ -134,60 +132,73 @@ class LocalScan:
         for file in reversed(files) if newest_first else files:
             self.files.append(file)
             try:
-                handle = open(file, "rb", buffering=_READ_BUFFER)
+                handle = open(file, "rb", buffering=0)
             except FileNotFoundError:
                 continue  # rotated away between listing and opening: its records are in the next file
             with handle:
-                for offset, line in _lines_backwards(handle) if newest_first else _lines(handle):
-                    self.lines += 1
-                    if not line_may_match(line) or (may_beat is not None and not may_beat(line)):
-                        continue
-                    try:
-                        record = loads(line)
-                    except decode_error:
-                        if line.strip():
-                            self._count_malformed(file, offset, "not valid JSON")
-                        else:
-                            self.lines -= 1  # a blank line is not a record, nor an error
-                        continue
-                    if type(record) is not dict:
-                        self._count_malformed(file, offset, "not a JSON object")
-                        continue
-                    if predicate(record):
-                        yield Match(record, line.rstrip(b"\r\n"))
+                # Whole blocks are split into lines at once: no per-line read call, no per-line generator.
+                for block_offset, lines in _blocks_backwards(handle) if newest_first else _blocks(handle):
+                    self.lines += len(lines)
+                    for index, line in enumerate(reversed(lines) if newest_first else lines):
+                        if not line_may_match(line) or (may_beat is not None and not may_beat(line)):
+                            continue
+                        try:
+                            record = loads(line)
+                        except decode_error:
+                            if line.strip():
+                                where = len(lines) - 1 - index if newest_first else index
+                                self._count_malformed(file, block_offset, lines, where, "not valid JSON")
+                            else:
+                                self.lines -= 1  # a blank line is neither a record nor an error
+                            continue
+                        if type(record) is not dict:
+                            where = len(lines) - 1 - index if newest_first else index
+                            self._count_malformed(file, block_offset, lines, where, "not a JSON object")
+                            continue
+                        if predicate(record):
+                            yield Match(record, line.rstrip(b"\r"))
 
-    def _count_malformed(self, file: Path, offset: int, why: str) -> None:
+    def _count_malformed(self, file: Path, block_offset: int, lines: list[bytes], index: int, why: str) -> None:
         self.malformed += 1
         if len(self._malformed_at) < 3:
+            offset = block_offset + sum(len(line) + 1 for line in lines[:index])
             self._malformed_at.append((file, offset, why))
 
 
-def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) from the start; each line keeps its newline."""
-    offset = 0
-    for line in handle:
-        yield offset, line
-        offset += len(line)
+def _blocks(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
+    """(offset of the first line, lines without newline) for large blocks, from the start of the file."""
+    offset, carry = 0, b""
+    while True:
+        chunk = handle.read(_BLOCK)
+        if not chunk:
+            break
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()  # the part after the last newline continues in the next block
+        if lines:
+            yield offset, lines
+            offset += sum(map(len, lines)) + len(lines)
+    if carry:
+        yield offset, [carry]  # a last line without newline: complete, or a record cut off mid-write
 
 
-def _lines_backwards(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) from the end of the file, read in large blocks; lines come without newline."""
+def _blocks_backwards(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
+    """The same blocks, from the end of the file back to its start (each block's lines still in file order)."""
     position = handle.seek(0, os.SEEK_END)
     carry = b""
     while position > 0:
-        step = min(_BACKWARD_BLOCK, position)
+        step = min(_BLOCK, position)
         position -= step
         handle.seek(position)
-        block = handle.read(step) + carry
-        parts = block.split(b"\n")
-        carry = parts[0]  # may continue in the block before
-        end = position + len(block)
-        for part in reversed(parts[1:]):
-            end -= len(part) + 1
-            if part:
-                yield end + 1, part
-    if carry:
-        yield 0, carry
+        lines = (handle.read(step) + carry).split(b"\n")
+        if position > 0:
+            carry = lines.pop(0)  # may start in the block before
+        else:
+            carry = b""
+        if lines and lines[-1] == b"":
+            lines.pop()  # the file's final newline
+        if lines:
+            first = position + (len(carry) + 1 if position > 0 else 0)
+            yield first, lines
 
 
 def _line_number(file: Path, offset: int) -> int:
