@@ -43,7 +43,7 @@ from llmmetrics.config import Config  # noqa: E402
 from llmmetrics.metrics import SelfMetrics  # noqa: E402
 from llmmetrics.record import Record  # noqa: E402
 from llmmetrics.sinks.loki import LokiSink  # noqa: E402
-from llmmetrics.sinks.loki_push import HTTPTransport, PushEncoder, PushResponse, parse_retry_after  # noqa: E402
+from llmmetrics.sinks.loki_push import HTTPTransport, PushEncoder  # noqa: E402
 
 import orjson  # noqa: E402
 
@@ -122,7 +122,7 @@ class ChunkedTransport(HTTPTransport):
 
     CHUNK = 16 * 1024
 
-    def _post(self, conn: Any, body: bytes) -> PushResponse:
+    def _send(self, conn: Any, body: bytes) -> None:
         conn.putrequest("POST", self.path, skip_accept_encoding=True)
         for k, v in self.headers.items():
             conn.putheader(k, v)
@@ -130,12 +130,6 @@ class ChunkedTransport(HTTPTransport):
         conn.endheaders()
         for i in range(0, len(body), self.CHUNK):
             conn.send(body[i:i + self.CHUNK])
-        resp = conn.getresponse()
-        text = resp.read()
-        if resp.will_close:
-            self.close()
-        retry_after = parse_retry_after(resp.getheader("Retry-After")) if resp.status >= 400 else None
-        return PushResponse(resp.status, retry_after, text[:512].decode("utf-8", "replace"))
 
 
 # ---- receiver process -----------------------------------------------------------------------------------
@@ -364,7 +358,7 @@ def main() -> None:
     templates = make_templates()
     result: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "switch_interval_s": sys.getswitchinterval()},
+                    "switch_interval_s": sys.getswitchinterval(), "load_avg_1m_at_start": os.getloadavg()[0]},
         "record_line_bytes_mean": round(statistics.mean(len(t) for t in templates)),
     }
     print(f"records: ~{result['record_line_bytes_mean']} B lines; {result['machine']}")

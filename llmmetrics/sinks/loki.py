@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..config import Config, ConfigError
 from ..metrics import SelfMetrics
@@ -65,6 +65,8 @@ class LokiSink:
     """
 
     name = "loki"
+    #: Encode the next full batch while Loki answers the current push (benchmarks switch it off to compare).
+    encode_ahead = True
 
     def __init__(self, config: Config, self_metrics: SelfMetrics, *, transport: PushTransport | None = None,
                  encoder: PushEncoder | None = None) -> None:
@@ -273,18 +275,7 @@ class LokiSink:
                                        or now - first_seen >= self._batch_wait  # type: ignore[operator]
                                        or (until is not None and now >= until))
                 if due:
-                    batch = []
-                    size = 0  # line bytes: what loki_batch_max_bytes limits, as in Loki's own clients
-                    limit = self._batch_max_bytes
-                    while queue and len(batch) < self._batch_max_entries:
-                        n = len(queue[0].line)
-                        if batch and size + n > limit:
-                            break
-                        batch.append(queue.popleft())
-                        size += n
-                    self._queued_bytes -= size + len(batch) * RECORD_OVERHEAD_BYTES
-                    self._inflight = len(batch)
-                    return batch
+                    return self._pop_batch_locked()
                 if self._stopping or (until is not None and now >= until):
                     return []
                 if first_seen is not None:
@@ -297,10 +288,44 @@ class LokiSink:
             self._wake.wait(max(0.0, wait))
             self._wake.clear()
 
+    def _pop_batch_locked(self) -> list[Record]:
+        """Take up to one batch off the queue (lock held); it counts as in flight until settled."""
+        queue = self._queue
+        batch = []
+        size = 0  # line bytes: what loki_batch_max_bytes limits, as in Loki's own clients
+        limit = self._batch_max_bytes
+        while queue and len(batch) < self._batch_max_entries:
+            n = len(queue[0].line)
+            if batch and size + n > limit:
+                break
+            batch.append(queue.popleft())
+            size += n
+        self._queued_bytes -= size + len(batch) * RECORD_OVERHEAD_BYTES
+        self._inflight += len(batch)
+        return batch
+
+    def _take_ready_batch(self) -> list[Record]:
+        """Without waiting: the next batch if a full one (or a flush's) is already queued, else nothing."""
+        with self._lock:
+            queue = self._queue
+            if queue and (self._flush_requested or len(queue) >= self._batch_max_entries
+                          or self._queued_bytes >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES):
+                return self._pop_batch_locked()
+        return []
+
+    def _untake(self, batch: list[Record]) -> None:
+        """Put a prefetched batch back at the head of the queue (the push before it must be retried)."""
+        if batch:
+            with self._lock:
+                self._queue.extendleft(reversed(batch))
+                self._queued_bytes += sum(len(r.line) for r in batch) + len(batch) * RECORD_OVERHEAD_BYTES
+                self._inflight -= len(batch)
+
     def _settle(self) -> None:
         with self._settled:
             self._inflight = 0
             self._settled.notify_all()
+
 
     def _drop_too_old(self, records: Sequence[Record]) -> list[Record]:
         horizon = time.time_ns() - int(self._config.loki_replay_max_age_seconds * 1e9)
@@ -310,25 +335,54 @@ class LokiSink:
         return kept
 
     def _deliver(self, batch: list[Record]) -> None:
-        """Push a batch taken from the queue, retrying with backoff; spool it instead when there is a spool."""
+        """Push batches taken from the queue, retrying with backoff (or spooling when there is a spool).
+
+        While Loki works on one push, the next full batch (if one is already queued) is encoded, so a burst
+        drains at the pace of the slower of the two rather than of their sum.
+        """
+        body: bytes | None = None
         try:
-            while True:
-                batch = self._drop_too_old(batch)
-                if not batch:
-                    return
-                outcome, delay = self._push(batch)
-                if outcome != "retry":
-                    return
-                if self._spool is not None:
-                    self._retry_at = time.monotonic() + delay
-                    self._spool_batch(batch)
-                    return
-                if self._stop.wait(delay) or self._stopping:
-                    self._count_drop(len(batch), "shutdown")
-                    self._pushes["error"].inc()
-                    return
+            while batch:
+                if body is None:
+                    batch = self._drop_too_old(batch)
+                    body = self._encode(batch) if batch else None
+                    if body is None:
+                        return
+                ahead: list[tuple[list[Record], bytes | None]] = []
+                outcome, delay = self._push(batch, body, (lambda: ahead.append(self._prefetch()))
+                                            if self.encode_ahead else None)
+                next_batch, next_body = ahead[0] if ahead else ([], None)
+                if outcome == "retry":
+                    self._untake(next_batch)
+                    if self._spool is not None:
+                        self._retry_at = time.monotonic() + delay
+                        self._spool_batch(batch)
+                        return
+                    if self._stop.wait(delay) or self._stopping:
+                        self._count_drop(len(batch), "shutdown")
+                        self._pushes["error"].inc()
+                        return
+                    body = None  # re-check the replay horizon before the next attempt
+                    continue
+                with self._settled:
+                    self._inflight -= len(batch)
+                    self._settled.notify_all()
+                batch, body = next_batch, next_body
         finally:
             self._settle()
+
+    def _prefetch(self) -> tuple[list[Record], bytes | None]:
+        batch = self._drop_too_old(self._take_ready_batch())
+        return batch, (self._encode(batch) if batch else None)
+
+    def _encode(self, records: list[Record]) -> bytes | None:
+        try:
+            return self._encoder.encode(records)
+        except Exception as e:
+            logger.warning("Loki sink could not encode a batch of %d records (%s); dropped", len(records), e)
+            self._count_drop(len(records), "encode_error")
+            self._pushes["error"].inc()
+            return None
 
     def _replay_one(self, spool: Spool) -> None:
         oldest = spool.oldest()
@@ -337,8 +391,9 @@ class LokiSink:
         seq, records = oldest
         records = self._drop_too_old(records)
         outcome = "success"
-        if records:
-            outcome, delay = self._push(records)
+        body = self._encode(records) if records else None
+        if body is not None:
+            outcome, delay = self._push(records, body)
             if outcome == "retry":
                 self._retry_at = time.monotonic() + delay
                 return
@@ -359,23 +414,23 @@ class LokiSink:
         self._update_spool_gauges()
         self._settle()
 
-    def _push(self, records: list[Record]) -> tuple[str, float]:
+    def _push(self, records: list[Record], body: bytes,
+              while_waiting: Callable[[], None] | None = None) -> tuple[str, float]:
         """One POST. Returns (outcome, backoff delay); outcome is success, rejected or retry."""
-        try:
-            body = self._encoder.encode(records)
-        except Exception as e:
-            logger.warning("Loki sink could not encode a batch of %d records (%s); dropped", len(records), e)
-            self._count_drop(len(records), "encode_error")
-            self._pushes["error"].inc()
-            return "error", 0.0
         start = time.perf_counter()
+        waited = 0.0
         try:
-            response: PushResponse | None = self._transport.post(body)
+            self._transport.send(body)
+            if while_waiting is not None:
+                t = time.perf_counter()
+                while_waiting()
+                waited = time.perf_counter() - t
+            response: PushResponse | None = self._transport.receive()
             error_text = ""
         except (OSError, http.client.HTTPException) as e:
             response = None
             error_text = f"{type(e).__name__}: {e}"
-        self._push_duration.observe(time.perf_counter() - start)
+        self._push_duration.observe(time.perf_counter() - start - waited)
         if response is not None and 200 <= response.status < 300:
             self._pushes["success"].inc()
             if self._failures:

@@ -162,12 +162,19 @@ class PushResponse(NamedTuple):
 
 
 class PushTransport(Protocol):
-    """Sends one compressed push body; raises ``OSError`` (or ``http.client.HTTPException``) when no answer."""
+    """Sends compressed push bodies; raises ``OSError`` (or ``http.client.HTTPException``) when no answer.
+
+    ``send`` and ``receive`` are separate so the sink can encode the next batch while Loki works on this one.
+    """
+
+    def send(self, body: bytes) -> None: ...
+
+    def receive(self) -> PushResponse: ...
 
     def post(self, body: bytes) -> PushResponse: ...
 
     def abort(self) -> None:
-        """Called from another thread: make a blocked ``post`` fail now (close() must never hang)."""
+        """Called from another thread: make a blocked ``send``/``receive`` fail now (close() must never hang)."""
 
     def reset_after_fork(self) -> None:
         """In a forked child: forget the parent's connection without touching it."""
@@ -224,6 +231,8 @@ class HTTPTransport:
         #: The URL without credentials, safe to log.
         self.display_url = redact_url(url)
         self._conn: http.client.HTTPConnection | None = None
+        self._pending = b""
+        self._reused = False
 
     @classmethod
     def from_config(cls, config: Config) -> HTTPTransport:
@@ -244,24 +253,53 @@ class HTTPTransport:
         self._conn = conn
         return conn
 
-    def post(self, body: bytes) -> PushResponse:
-        conn = self._conn
-        reused = conn is not None
+    def send(self, body: bytes) -> None:
+        """Send one push request (headers, then the body in one ``sendall``); the answer is read by receive()."""
+        self._pending = body
+        self._reused = self._conn is not None
         try:
-            return self._post(conn or self._connect(), body)
+            self._send(self._conn or self._connect(), body)
         except (OSError, http.client.HTTPException):
             self.close()
-            if not reused:
+            if not self._reused:
                 raise
-        # an idle keep-alive connection the server had closed: one immediate retry on a fresh one
+            self._resend()
+
+    def receive(self) -> PushResponse:
+        """Read the answer to the request sent last."""
         try:
-            return self._post(self._connect(), body)
+            return self._receive()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            if not self._reused:
+                raise
+        # an idle keep-alive connection the server had closed: one immediate resend on a fresh one
+        self._resend()
+        try:
+            return self._receive()
         except (OSError, http.client.HTTPException):
             self.close()
             raise
 
-    def _post(self, conn: http.client.HTTPConnection, body: bytes) -> PushResponse:
+    def post(self, body: bytes) -> PushResponse:
+        self.send(body)
+        return self.receive()
+
+    def _resend(self) -> None:
+        self._reused = False
+        try:
+            self._send(self._connect(), self._pending)
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def _send(self, conn: http.client.HTTPConnection, body: bytes) -> None:
         conn.request("POST", self.path, body, self.headers)
+
+    def _receive(self) -> PushResponse:
+        conn = self._conn
+        if conn is None:
+            raise ConnectionError("connection closed before the answer")
         resp = conn.getresponse()
         text = resp.read()
         if resp.will_close:
