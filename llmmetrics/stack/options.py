@@ -30,12 +30,10 @@ class StackOptions:
     """
 
     job: str = "llm-app"
-    env: str = "demo"
     error_rate_threshold: float = 0.05
     min_requests: int = 10
     latency_slo_seconds: float = 2.0
     latency_slo_target: float = 0.95
-    slow_call_seconds: float = 3.0
     spend_ratio: float = 2.0
     daily_budget_usd: float | None = None
     min_daily_spend_usd: float = 1.0
@@ -44,7 +42,6 @@ class StackOptions:
     prometheus_uid: str = "prometheus"
     loki_uid: str = "loki"
     runbook_base_url: str = "https://github.com/llmmetrics/llmmetrics/blob/main/docs/runbooks.md"
-    grafana_url: str = "http://localhost:3000"
     #: Evaluation interval of the 1-day/7-day spend recording rules (slow-moving, expensive windows).
     spend_rules_interval: str = "5m"
     #: When set, replaces every alert's ``for:`` (tests use "0s" so alerts fire on the first evaluation).
@@ -62,7 +59,6 @@ class StackOptions:
                 raise ValueError(f"{name} must be a ratio strictly between 0 and 1, got {value!r}")
         positive = {
             "latency_slo_seconds": self.latency_slo_seconds,
-            "slow_call_seconds": self.slow_call_seconds,
             "spend_ratio": self.spend_ratio,
         }
         for name, value in positive.items():
@@ -74,7 +70,7 @@ class StackOptions:
             raise ValueError(f"min_requests must be at least 1, got {self.min_requests!r}")
         if self.min_daily_spend_usd < 0:
             raise ValueError(f"min_daily_spend_usd must not be negative, got {self.min_daily_spend_usd!r}")
-        for name in ("job", "env", "prometheus_uid", "loki_uid"):
+        for name in ("job", "prometheus_uid", "loki_uid"):
             value = getattr(self, name)
             if not value or _LABEL_VALUE_QUOTE.search(value):
                 raise ValueError(f"{name} must be non-empty without quotes, backslashes or newlines, got {value!r}")

@@ -70,6 +70,7 @@ def test_for_override_makes_alerts_fire_immediately() -> None:
 _BUDGET_TEST = """
 rule_files: [rules/llmmetrics-recording.rules.yml, rules/llmmetrics-alerts.rules.yml]
 evaluation_interval: 5m
+group_eval_order: [llmmetrics-recording, llmmetrics-spend-recording, llmmetrics-alerts]
 tests:
   - name: with a $10/day budget the forecast exists from day one; $2/h for a day is 48 > 2 x 10
     interval: 1h

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from llmmetrics.config import Config
+from llmmetrics.sinks.loki_push import MAX_LABEL_NAMES, MAX_LINE_BYTES
 from llmmetrics.stack import dashboards, provisioning
 from tests.logql_grammar import logql_parse_errors
 from tests.stack.shared import REPO, load_schema
@@ -185,7 +186,8 @@ def test_loki_config_stores_full_trace_records_for_30_days() -> None:
     limits = loki["limits_config"]
     assert limits["allow_structured_metadata"] is True
     assert loki["compactor"]["retention_enabled"] is True and limits["retention_period"] == "720h"
-    assert _size(limits["max_line_size"]) >= max(256 * 1024, Config().max_record_bytes)
+    assert _size(limits["max_line_size"]) >= max(256 * 1024, Config().max_record_bytes, MAX_LINE_BYTES)
+    assert limits["max_label_names_per_series"] >= MAX_LABEL_NAMES
     assert limits["max_line_size_truncate"] is False
     # the sink's replay cut-off must be younger than what Loki still accepts
     assert Config().loki_replay_max_age_seconds < int(limits["reject_old_samples_max_age"].rstrip("h")) * 3600
