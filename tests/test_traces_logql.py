@@ -103,3 +103,20 @@ class TestPrintLogQL:
         code = main(["--trace-id", "4bf92f3577b34da6a3ce929d0e0e4736", "--service", "checkout", "--print-logql"])
         assert code == 0
         assert capsys.readouterr().out == f'{SEL} | trace_id="4bf92f3577b34da6a3ce929d0e0e4736"\n'
+
+
+class TestDocumentedExamples:
+    def test_the_logql_shown_in_docs_is_what_the_command_prints(self, capsys, monkeypatch) -> None:
+        """Every `--print-logql` example in docs/traces.md matches the command's output and parses."""
+        import shlex
+        from pathlib import Path
+
+        monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
+        lines = (Path(__file__).resolve().parents[1] / "docs" / "traces.md").read_text().splitlines()
+        examples = [(lines[i], lines[i + 1]) for i, line in enumerate(lines)
+                    if line.startswith("$ llmmetrics traces") and line.endswith("--print-logql")]
+        assert len(examples) >= 5
+        for command, shown in examples:
+            assert main(shlex.split(command)[3:]) == 0
+            assert capsys.readouterr().out.strip() == shown, command
+        assert logql_parse_errors([shown for _, shown in examples]) == [[] for _ in examples]

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
         return 0
+    out.flush()  # the answer first, then the footer, also when both streams go to one terminal or file
     err.write(source.footer() + "\n")
     return 0
 

@@ -155,6 +155,10 @@ def render_tree(trace_id: str, records: Sequence[Mapping[str, Any]], out: IO[str
     out.write(_totals_line(records) + "\n")
 
 
+def _steps(count: Any) -> str:
+    return "1 step" if count == 1 else f"{count if count is not None else '?'} steps"
+
+
 def _tree_line(record: Mapping[str, Any], failed_step: bool) -> str:
     mark = FAILED if record.get("status") == "error" else OK
     if record.get("kind") == "run":
@@ -162,7 +166,7 @@ def _tree_line(record: Mapping[str, Any], failed_step: bool) -> str:
             f"{mark} run {record.get('run_name') or '?'}",
             format_ms(record.get("latency_ms")),
             f"model wait {format_ms(record.get('model_wait_ms'))}",
-            f"{record.get('step_count', '?')} steps",
+            _steps(record.get("step_count")),
         ]
     else:
         parts = [
