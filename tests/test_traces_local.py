@@ -413,6 +413,14 @@ class TestAggregation:
         assert lines[1].startswith("gpt-4o-mini")
         assert lines[-1].startswith("TOTAL") and " 13 " in lines[-1]
 
+    def test_limit_bounds_how_many_records_are_aggregated(self, trace_file: Path, capsys) -> None:
+        """With --limit, totals cover only that many matching records (the oldest first, as stored)."""
+        code, out, _ = traces(capsys, "--file", str(trace_file), "--sum", "latency", "--format", "json",
+                              "--limit", "3")
+        assert code == 0
+        (row,) = map(orjson.loads, out.splitlines())
+        assert row["records"] == 3 and row["sum"] == 250.0 + 3200.0 + 150.0
+
     def test_by_without_sum_counts_and_missing_groups_show_none(self) -> None:
         """--by alone counts records per value; records without the field group under (none)."""
         groups = aggregate([{"context": {"tenant": "a"}}, {"context": {}}, {"context": {"tenant": "a"}}],

@@ -275,6 +275,17 @@ class TestPaging:
         assert headers["authorization"] == "Basic cmVhZGVyOnMzY3JldA=="
         assert client.pages == 1 and client.bytes_processed == 2500000
 
+    def test_credentials_in_the_url_become_basic_auth_and_stay_out_of_messages(self) -> None:
+        """http://user:pass@host sends basic auth; an error message shows the URL without the password."""
+        with FakeLoki(numbered(1, [1]), fail_with=(500, "internal")) as fake:
+            url = fake.url.replace("http://", "http://reader:s3cret@")
+            with pytest.raises(LokiError) as caught:
+                LokiClient(url).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+        assert fake.requests[0]["headers"]["authorization"] == "Basic cmVhZGVyOnMzY3JldA=="
+        with pytest.raises(LokiError) as caught:
+            LokiClient(url, timeout=5).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+        assert "s3cret" not in str(caught.value) and "cannot reach Loki at http://127.0.0.1:" in str(caught.value)
+
     def test_http_errors_and_unreachable_servers_raise_loki_error(self) -> None:
         """Loki's 400 text is passed on; a closed port says Loki cannot be reached."""
         with FakeLoki([], fail_with=(400, "parse error : syntax error: unexpected IDENTIFIER")) as fake:

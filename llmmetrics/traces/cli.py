@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import re
 import sys
 import time
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         order = SortOrder.parse(args.sort) if args.sort else SortOrder()
         if args.limit is not None and args.limit < 1:
             raise QueryError("--limit must be at least 1")
+        if args.scan_limit < 1:
+            raise QueryError("--scan-limit must be at least 1")
     except (ConfigError, QueryError) as error:
         err.write(f"llmmetrics traces: {error}\n")
         return 2
@@ -136,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if tree:
-            render_tree(args.trace_id, [m.record for m in source.matches(args.scan_limit, "backward")], out)
+            render_tree(args.trace_id, [m.record for m in source.matches(None)], out)
         elif aggregating:
-            matches = source.matches(args.limit or args.scan_limit, "backward")
+            matches = source.matches(args.limit)
             groups = aggregate((m.record for m in matches), args.sum, args.by)
             (render_groups_json if args.format == "json" else render_groups_table)(groups, args.sum, args.by, out)
         else:
@@ -160,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
 class _Source:
     """Where matches come from; ``footer`` says afterwards what was read (and what was skipped or capped)."""
 
-    def matches(self, limit: int, direction: str) -> Iterable[Match]:
-        """Every match (up to ``limit``), for a tree or an aggregate."""
+    def matches(self, limit: int | None) -> Iterable[Match]:
+        """Every match, or the first ``limit``, for a tree or an aggregate (None: all the source allows)."""
         raise NotImplementedError
 
     def first(self, order: SortOrder, limit: int) -> list[Match]:
@@ -177,8 +180,8 @@ class _LocalSource(_Source):
         self.scan = LocalScan(path, query)
         self.started = time.perf_counter()
 
-    def matches(self, limit: int, direction: str) -> Iterable[Match]:
-        return self.scan
+    def matches(self, limit: int | None) -> Iterable[Match]:
+        return self.scan if limit is None else itertools.islice(self.scan, limit)
 
     def first(self, order: SortOrder, limit: int) -> list[Match]:
         return self.scan.top(order, limit)
@@ -214,8 +217,9 @@ class _LokiSource(_Source):
         self.capped_at: int | None = None
         self.scan_limit = args.scan_limit
 
-    def matches(self, limit: int, direction: str) -> Iterator[Match]:
+    def matches(self, limit: int | None, direction: str = "backward") -> Iterator[Match]:
         """Entries as records, re-checked with the local predicate so each filter has one meaning."""
+        limit = self.scan_limit if limit is None else limit
         compiled = self.query.compile()
         end_ns = self.query.end_ns if self.query.end_ns is not None else time.time_ns() + 1
         assert self.query.start_ns is not None

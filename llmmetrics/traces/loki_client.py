@@ -105,7 +105,12 @@ class LokiClient:
         timeout: float = 30.0,
         page_size: int = 1000,
     ) -> None:
-        self.base_url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None:  # http://user:pass@host: use as basic auth, keep out of messages
+            username = username if username is not None else urllib.parse.unquote(parts.username)
+            password = password if password is not None else urllib.parse.unquote(parts.password or "")
+            parts = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else ""))
+        self.base_url = urllib.parse.urlunsplit(parts).rstrip("/")
         self.timeout = timeout
         self.page_size = min(page_size, MAX_PAGE_SIZE)
         self.headers = {
