@@ -209,6 +209,9 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
         exprs = {f"{panel['title']} / {target['refId']}": substitute(target["expr"], PANEL_VARIABLES)
                  for panel, target in targets(overview, "prometheus")}
         assert len(exprs) >= 18
+        committed = json.loads((REPO / "grafana" / "dashboards" / "llm-overview.json").read_text())
+        assert [t["expr"] for _, t in targets(committed, "prometheus")] == [
+            t["expr"] for _, t in targets(overview, "prometheus")], "the test options must not change any query"
 
         def all_panels_have_data() -> dict[str, int] | None:
             counts = {name: len(_query(prom, expr)) for name, expr in exprs.items()}

@@ -75,3 +75,13 @@ def test_le_matcher_matches_both_spellings_of_a_bucket_bound(bound: float, match
     pattern = le_matcher(bound).split('"')[1].replace("\\\\", "\\")
     assert all(re.fullmatch(pattern, value) for value in matches)
     assert not any(re.fullmatch(pattern, value) for value in rejects)
+
+
+def test_llmmetrics_command_runs_generate_check() -> None:
+    """`python -m llmmetrics generate --check` (the installed command's entry) passes on the repository."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "llmmetrics", "generate", "--check", "--out", str(REPO)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
