@@ -26,7 +26,8 @@ __all__ = [
     "Query",
     "QueryError",
     "SortOrder",
-    "get_path",
+    "Reversed",
+    "path_getter",
     "parse_cost",
     "parse_duration",
     "parse_latency_ms",
@@ -95,11 +96,6 @@ def parse_time_ns(text: str, *, now: datetime | None = None) -> int:
 def _datetime_to_ns(moment: datetime) -> int:
     delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-def get_path(record: Mapping[str, Any], path: str) -> Any:
-    """Value at a dotted path (``feature_flags.new_prompt``, ``error.type``) or None when any step is missing."""
-    return path_getter(path)(record)
 
 
 def path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -230,14 +226,14 @@ class SortOrder:
         value = self.value(record)
         if value is None:
             return (False, 0)
-        return (True, value if self.descending else _Reversed(value))
+        return (True, value if self.descending else Reversed(value))
 
     def first(self, items: Iterable[T], limit: int, record: Callable[[T], Mapping[str, Any]]) -> list[T]:
         """The ``limit`` best items in this order (ties keep arrival order), best first."""
         return heapq.nlargest(limit, items, key=lambda item: self.rank(record(item)))
 
 
-class _Reversed:
+class Reversed:
     """Inverts comparisons, so ascending orders reuse the same "keep the largest" selection."""
 
     __slots__ = ("value",)
@@ -245,19 +241,19 @@ class _Reversed:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __lt__(self, other: _Reversed) -> bool:
+    def __lt__(self, other: Reversed) -> bool:
         return other.value < self.value
 
-    def __gt__(self, other: _Reversed) -> bool:
+    def __gt__(self, other: Reversed) -> bool:
         return other.value > self.value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and other.value == self.value
+        return isinstance(other, Reversed) and other.value == self.value
 
-    def __le__(self, other: _Reversed) -> bool:
+    def __le__(self, other: Reversed) -> bool:
         return other.value <= self.value
 
-    def __ge__(self, other: _Reversed) -> bool:
+    def __ge__(self, other: Reversed) -> bool:
         return other.value >= self.value
 
 

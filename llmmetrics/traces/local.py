@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import Query, SortOrder, _Reversed, field_key, number_bound
+from .filters import Query, SortOrder, Reversed, field_key, number_bound
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
@@ -102,7 +102,7 @@ class LocalScan:
                 if line.count(key) != line.count(key + b"null"):
                     return True  # a string or an object: no bound to prune with
                 return (False, 0) > heap[0][0]  # the field is missing or null: it ranks last
-            return (True, bound if descending else _Reversed(bound)) > heap[0][0]
+            return (True, bound if descending else Reversed(bound)) > heap[0][0]
 
         for sequence, match in enumerate(self._scan(may_beat, newest_first=order.is_time and descending)):
             item = (order.rank(match.record), -sequence, match)

@@ -11,7 +11,8 @@ structured metadata in a third element (``[ts, line, {"structuredMetadata": {...
 instead of folding it into the stream labels; answers from older servers (two-element entries) decode too.
 
 >>> client = LokiClient("http://127.0.0.1:3100")                                      # doctest: +SKIP
->>> for entry in client.entries('{service_name="llm-app"}', start_ns=0, end_ns=now, limit=100): ...
+>>> lines = [e.line for e in client.entries('{service_name="llm-app"}', start_ns=0, end_ns=time.time_ns(),
+...                                         limit=100)]                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
