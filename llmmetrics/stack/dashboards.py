@@ -269,7 +269,7 @@ def traces(options: StackOptions) -> dict[str, Any]:
     recent = [
         (Logs(title="Recent errors", description="Failed calls and runs, newest first. Expand a line for its "
               "fields; the trace_id link opens that trace below.", dataSource=_LOKI,
-              targets=[_loki(f'{{service_name=~"$service", env=~"$env", level="error"}}', max_lines=200)],
+              targets=[_loki('{service_name=~"$service", env=~"$env", level="error"}', max_lines=200)],
               showTime=True, wrapLogMessages=False, prettifyLogMessage=False, enableLogDetails=True,
               sortOrder="Descending"), 24, 10),
         (_table("Slowest calls", "The 20 slowest calls in the time range (latency in ms) with their trace ids.",

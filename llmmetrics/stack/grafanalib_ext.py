@@ -19,7 +19,7 @@ from grafanalib import core
 
 __all__ = [
     "Dashboard", "DatasourceVariable", "Logs", "LokiTarget", "PrometheusTarget", "QueryVariable", "RowPanel",
-    "Stat", "Table", "TextboxVariable", "TimeSeries", "dashboard_json", "threshold_steps",
+    "Stat", "Table", "TextboxVariable", "TimeSeries", "dashboard_json", "datasource_ref", "threshold_steps",
 ]
 
 # Keys grafanalib writes on every panel that the current panel model no longer has.
@@ -54,10 +54,6 @@ def _plain(value: Any) -> Any:
 def threshold_steps(base: str, *steps: tuple[float, str]) -> list[dict[str, Any]]:
     """Threshold steps in the current model: ``{"color", "value"}``, the base step's value ``null``."""
     return [{"color": base, "value": None}] + [{"color": color, "value": value} for value, color in steps]
-
-
-def _datasource_ref(plugin: str, uid: str) -> dict[str, str]:
-    return {"type": plugin, "uid": uid}
 
 
 @attr.s
@@ -277,4 +273,4 @@ def dashboard_json(dashboard: core.Dashboard) -> dict[str, Any]:
 
 def datasource_ref(plugin: str, uid: str) -> dict[str, str]:
     """A panel/target datasource reference (``uid`` may be a variable such as ``${datasource}``)."""
-    return _datasource_ref(plugin, uid)
+    return {"type": plugin, "uid": uid}
