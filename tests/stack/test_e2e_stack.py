@@ -223,6 +223,12 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
             empty = [name for name, expr in exprs.items() if not _query(prom, expr)]
             pytest.fail(f"panel queries without data: {empty}")
 
+        # Every generated rule evaluated without error (e.g. no many-to-many matching at run time).
+        groups = _get_json(f"{prom}/api/v1/rules")["data"]["groups"]
+        evaluated = [r for g in groups for r in g["rules"]]
+        assert len(evaluated) == 21
+        assert [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"] == []
+
         # 3. The latency panel's exemplars carry trace ids that the demo wrote to its trace file.
         latency = next(t for p, t in targets(overview, "prometheus") if p["title"] == "p95 latency by model")
         assert latency["exemplar"] is True
