@@ -201,6 +201,8 @@ def _variable_json(template: core.Template, datasource: dict[str, str] | None) -
             data.pop(key)
     current = data.get("current") or {}
     current.pop("tags", None)
+    if current.get("value") == "$__all":
+        current["text"] = "All"  # how Grafana itself saves the All option
     if current.get("value") is None:
         data.pop("current", None)
     data["datasource"] = datasource
