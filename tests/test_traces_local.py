@@ -278,8 +278,11 @@ class TestFilters:
         _, out, _ = traces(capsys, "--file", str(trace_file), "--format", "json", "--kind", "run", "--status", "error")
         assert sorted(ids_of(out)) == [-0xB, -0xA]
 
-    def test_byte_prefilter_never_drops_a_match(self, trace_file: Path) -> None:
-        """For many random filter combinations, the scan equals a plain parse-everything-and-test reference."""
+    @pytest.mark.parametrize("block", [5, 300, 1 << 21])
+    def test_byte_prefilter_never_drops_a_match(self, trace_file: Path, monkeypatch, block: int) -> None:
+        """For many random filter combinations and block sizes (lines longer than a block included), the
+        scan equals a plain parse-everything-and-test reference."""
+        monkeypatch.setattr(local, "_BLOCK", block)
         every = dataset() + agent_run()
         values = {
             "status": ["success", "error"], "model": ["gpt-4o", "gpt-4o-mini", "my-finetune"],

@@ -188,9 +188,8 @@ class _LocalSource(_Source):
 
     def footer(self) -> str:
         scan = self.scan
-        footer = (
-            f"scanned {scan.lines:,} lines in {len(scan.files)} file(s) in {time.perf_counter() - self.started:.2f} s"
-        )
+        footer = (f"scanned {scan.bytes_read / 1e6:,.1f} MB in {len(scan.files)} file(s) "
+                  f"in {time.perf_counter() - self.started:.2f} s")
         if scan.malformed:
             footer += f"; skipped {scan.malformed:,} malformed line(s), e.g. {scan.malformed_examples[0]}"
         return footer

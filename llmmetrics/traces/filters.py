@@ -169,9 +169,37 @@ def number_bound(line: bytes, key: bytes, largest: bool) -> int | float | None:
     return bound
 
 
-def _value_tokens(path: str, value: str) -> tuple[bytes, bytes]:
-    quoted = b'"' + value.encode() + b'"'
-    return field_key(path) + quoted, quoted
+def numbers_in(text: bytes, pattern: re.Pattern[bytes]) -> list[int | float]:
+    """Every number ``pattern`` (see :func:`number_pattern`) captures in ``text``, ints kept exact."""
+    found = pattern.findall(text)
+    try:
+        return list(map(int, found))
+    except ValueError:
+        return [float(t) if b"." in t or b"e" in t or b"E" in t else int(t) for t in found]
+
+
+def number_pattern(key: bytes) -> re.Pattern[bytes]:
+    """A regex capturing the number after each occurrence of ``key`` (for whole blocks of lines at once)."""
+    return re.compile(re.escape(key) + _NUMBER.pattern)
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    """An exact ``key = value`` filter as bytes a matching line must contain.
+
+    ``compact`` (``"status":"error"``) is how the file sink writes it (orjson); ``spaced``
+    (``"status": "error"``) how Python's json module does; ``plain`` (``"error"``) holds for any writer.
+    """
+
+    compact: bytes
+    spaced: bytes
+    plain: bytes
+
+    @classmethod
+    def of(cls, path: str, value: str) -> Token:
+        quoted = b'"' + value.encode() + b'"'
+        key = field_key(path)
+        return cls(key + quoted, key + b" " + quoted, quoted)
 
 
 def record_tokens(record: Mapping[str, Any]) -> int | None:
@@ -320,19 +348,19 @@ class Query:
     def compile(self) -> CompiledQuery:
         """Decide once which checks matter, so the per-record cost is only the filters actually set."""
         checks: list[Callable[[Mapping[str, Any]], bool]] = []
-        tokens: list[tuple[bytes, bytes]] = []
+        tokens: list[Token] = []
         if self.kind != "all":
             kind = self.kind
             checks.append(lambda r: r.get("kind", "call") == kind)
             if kind == "run":  # (a call record may omit "kind", so only "run" can be required in the line)
-                tokens.append(_value_tokens("kind", "run"))
+                tokens.append(Token.of("kind", "run"))
         for attribute, path in self.EXACT_FIELDS:
             wanted = getattr(self, attribute)
             if wanted is None:
                 continue
             checks.append(lambda r, get=path_getter(path), w=wanted: get(r) == w)
             if _VERBATIM_JSON.match(wanted):
-                tokens.append(_value_tokens(path, wanted))
+                tokens.append(Token.of(path, wanted))
         ranges: list[tuple[bytes, float, float]] = []
         for low, high, field in (
             (self.min_latency_ms, self.max_latency_ms, "latency_ms"),
@@ -369,9 +397,9 @@ class CompiledQuery:
     """A query ready for a scan: cheap byte tests on the raw line first, then checks on the parsed record."""
 
     checks: tuple[Callable[[Mapping[str, Any]], bool], ...]
-    #: (compact, plain) pairs, one per exact filter: a matching line holds ``"key":"value"`` when written
-    #: compact (as the file sink does), and at least ``"value"`` whatever wrote it; never excludes a match
-    tokens: tuple[tuple[bytes, bytes], ...]
+    #: one per exact filter: a matching line holds ``"key":"value"`` when written compact (as the file sink
+    #: does), and at least ``"value"`` whatever wrote it
+    tokens: tuple[Token, ...]
     #: free text: a raw-line substring, the same semantics as LogQL's ``|= "text"``
     text: bytes | None
     #: numeric ranges as (``b'"field":'``, low, high): some occurrence of the key must hold a number inside
@@ -384,13 +412,44 @@ class CompiledQuery:
             # The file sink writes orjson's compact JSON with "kind" first; such a line must hold the
             # compact ``"key":"value"``. A line from any other writer is held only to ``"value"``.
             compact = line.startswith(b'{"kind":"')
-            for pair in self.tokens:
-                if pair[0 if compact else 1] not in line:
+            for token in self.tokens:
+                if (token.compact if compact else token.plain) not in line:
                     return False
         for key, low, high in self.ranges:
             if not any_number_within(line, key, low, high):
                 return False
         return True
+
+    @functools.cached_property
+    def range_patterns(self) -> tuple[tuple[re.Pattern[bytes], float, float], ...]:
+        return tuple((number_pattern(key), low, high) for key, low, high in self.ranges)
+
+    def block_may_match(self, block: bytes) -> bool:
+        """False when no line of ``block`` (many whole lines) can match: a token or every in-range number
+        is absent. Tokens count in their compact or spaced form (see :class:`Token`)."""
+        if self.text is not None and self.text not in block:
+            return False
+        for token in self.tokens:
+            if token.compact not in block and token.spaced not in block:
+                return False
+        for pattern, low, high in self.range_patterns:
+            if not any(low <= value <= high for value in numbers_in(block, pattern)):
+                return False
+        return True
+
+    @property
+    def anchors(self) -> tuple[bytes, ...]:
+        """The byte patterns of the most selective filter, one of which every matching line contains.
+
+        A scan looks for these in whole blocks and parses only the lines around them. Free text is the
+        raw line itself; otherwise the longest exact value, in the compact and the spaced writing.
+        """
+        if self.text is not None and len(self.text) >= 4:
+            return (self.text,)
+        if self.tokens:
+            token = max(self.tokens, key=lambda t: len(t.plain))
+            return (token.compact, token.spaced)
+        return (self.text,) if self.text is not None else ()
 
     def predicate(self, record: Mapping[str, Any]) -> bool:
         for check in self.checks:

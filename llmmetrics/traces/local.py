@@ -16,18 +16,19 @@ import dataclasses
 import os
 import re
 import heapq
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import Query, SortOrder, Reversed, field_key, number_bound
+from .filters import Query, Reversed, SortOrder, field_key, number_bound, number_pattern, numbers_in
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
-#: files are read in blocks this large (either direction), split into lines in one call
-_BLOCK = 8 << 20
+#: files are read in blocks of whole lines about this large, in either direction
+_BLOCK = 2 << 20
 
 
 class NoTraceFiles(FileNotFoundError):
@@ -68,43 +69,57 @@ def trace_files(path: str | os.PathLike[str]) -> list[Path]:
 class LocalScan:
     """Iterate the records of one trace file family that match a query, counting what was skipped.
 
-    After (or during) iteration, ``files``, ``lines`` and ``malformed`` say what was read, so the command
-    can report e.g. "2 malformed lines skipped" instead of failing or losing them silently.
+    After (or during) iteration, ``files``, ``bytes_read`` and ``malformed`` say what was read, so the
+    command can report e.g. "2 malformed lines skipped" instead of failing or losing them silently.
     """
 
     def __init__(self, path: str | os.PathLike[str], query: Query) -> None:
         self.path = Path(path)
         self.query = query
         self.files: list[Path] = []
-        self.lines = 0
+        self.bytes_read = 0
         self.malformed = 0
         self._malformed_at: list[tuple[Path, int, str]] = []
 
     def __iter__(self) -> Iterator[Match]:
-        return self._scan(None, newest_first=False)
+        return self._scan(newest_first=False)
 
     def top(self, order: SortOrder, limit: int) -> list[Match]:
         """The first ``limit`` matches in ``order``, parsing only lines that could still make the cut.
 
-        Once ``limit`` matches are held, a line is parsed only if the numbers that follow its sort field's
-        key could beat the worst one held (see :func:`~.filters.number_bound`). Newest-first reads the
-        files backwards, so the newest records arrive first and the rest are passed over unparsed.
+        Once ``limit`` matches are held, a block of lines — or a single line — is looked at only if a
+        number following its sort field's key could beat the worst match held (the record's own value is
+        among those numbers, see :func:`~.filters.any_number_within`). Newest-first reads the files
+        backwards, so the newest records come first and older blocks are passed over unread by the parser.
         """
         key = None if order.field == "tokens" else field_key(order.field)
+        pattern = number_pattern(key) if key is not None else None
         descending = order.descending
         heap: list[tuple[tuple[bool, Any], int, Match]] = []
 
-        def may_beat(line: bytes) -> bool:
-            if key is None or len(heap) < limit:
-                return True
-            bound = number_bound(line, key, descending)
+        def beats_worst(bound: int | float | None, text: bytes) -> bool:
             if bound is None:
-                if line.count(key) != line.count(key + b"null"):
+                if text.count(key) != text.count(key + b"null"):  # type: ignore[operator]
                     return True  # a string or an object: no bound to prune with
-                return (False, 0) > heap[0][0]  # the field is missing or null: it ranks last
+                return (False, 0) > heap[0][0]  # the field is missing or null everywhere: ranks last
             return (True, bound if descending else Reversed(bound)) > heap[0][0]
 
-        for sequence, match in enumerate(self._scan(may_beat, newest_first=order.is_time and descending)):
+        def line_may_beat(line: bytes) -> bool:
+            if key is None or len(heap) < limit:
+                return True
+            return beats_worst(number_bound(line, key, descending), line)
+
+        def block_may_beat(block: bytes) -> bool:
+            if pattern is None or len(heap) < limit:
+                return True
+            numbers = numbers_in(block, pattern)
+            if numbers and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
+                return True  # some values are not numbers: no bound for the block
+            return beats_worst((max(numbers) if descending else min(numbers)) if numbers else None, block)
+
+        scan = self._scan(newest_first=order.is_time and descending, line_hook=line_may_beat,
+                          block_hook=block_may_beat)
+        for sequence, match in enumerate(scan):
             item = (order.rank(match.record), -sequence, match)
             if len(heap) < limit:
                 heapq.heappush(heap, item)
@@ -117,7 +132,20 @@ class LocalScan:
         """Where the first few malformed lines are, as ``file:line: why`` (computed only when asked)."""
         return [f"{file}:{_line_number(file, offset)}: {why}" for file, offset, why in self._malformed_at]
 
-    def _scan(self, may_beat: Callable[[bytes], bool] | None, *, newest_first: bool) -> Iterator[Match]:
+    def _scan(
+        self,
+        *,
+        newest_first: bool,
+        line_hook: Callable[[bytes], bool] | None = None,
+        block_hook: Callable[[bytes], bool] | None = None,
+    ) -> Iterator[Match]:
+        """Matches in file order (or newest first), looking at as few lines as the filters allow.
+
+        Blocks of whole lines are tested first (a required value or an in-range number absent → skipped).
+        When an exact value or free text is required, only the lines containing it are cut out of the block;
+        otherwise the block is split into lines. Each candidate line then passes the byte-level line test
+        and the hooks before it is parsed.
+        """
         files = trace_files(self.path)
         if not files:
             raise NoTraceFiles(
@@ -125,6 +153,7 @@ class LocalScan:
                 "LLMMETRICS_TRACE_FILE to where the application writes its traces"
             )
         compiled = self.query.compile()
+        anchors = compiled.anchors
         line_may_match = compiled.line_may_match
         predicate = compiled.predicate
         loads = orjson.loads
@@ -136,69 +165,97 @@ class LocalScan:
             except FileNotFoundError:
                 continue  # rotated away between listing and opening: its records are in the next file
             with handle:
-                # Whole blocks are split into lines at once: no per-line read call, no per-line generator.
-                for block_offset, lines in _blocks_backwards(handle) if newest_first else _blocks(handle):
-                    self.lines += len(lines)
-                    for index, line in enumerate(reversed(lines) if newest_first else lines):
-                        if not line_may_match(line) or (may_beat is not None and not may_beat(line)):
+                for block_offset, block in _blocks_backwards(handle) if newest_first else _blocks(handle):
+                    self.bytes_read += len(block)
+                    if not compiled.block_may_match(block):
+                        continue
+                    if anchors:
+                        candidates = _lines_containing(block, anchors)
+                    elif block_hook is not None and not block_hook(block):
+                        continue
+                    else:
+                        candidates = _all_lines(block)
+                    for start, line in reversed(candidates) if newest_first else candidates:
+                        if not line_may_match(line) or (line_hook is not None and not line_hook(line)):
                             continue
                         try:
                             record = loads(line)
                         except decode_error:
                             if line.strip():
-                                where = len(lines) - 1 - index if newest_first else index
-                                self._count_malformed(file, block_offset, lines, where, "not valid JSON")
-                            else:
-                                self.lines -= 1  # a blank line is neither a record nor an error
+                                self._count_malformed(file, block_offset + start, "not valid JSON")
                             continue
                         if type(record) is not dict:
-                            where = len(lines) - 1 - index if newest_first else index
-                            self._count_malformed(file, block_offset, lines, where, "not a JSON object")
+                            self._count_malformed(file, block_offset + start, "not a JSON object")
                             continue
                         if predicate(record):
                             yield Match(record, line.rstrip(b"\r"))
 
-    def _count_malformed(self, file: Path, block_offset: int, lines: list[bytes], index: int, why: str) -> None:
+    def _count_malformed(self, file: Path, offset: int, why: str) -> None:
         self.malformed += 1
         if len(self._malformed_at) < 3:
-            offset = block_offset + sum(len(line) + 1 for line in lines[:index])
             self._malformed_at.append((file, offset, why))
 
 
-def _blocks(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
-    """(offset of the first line, lines without newline) for large blocks, from the start of the file."""
+def _all_lines(block: bytes) -> list[tuple[int, bytes]]:
+    """(offset in block, line) for every line of a block of whole lines; offsets summed in C."""
+    lines = block.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # after the block's final newline
+    return list(zip(itertools.accumulate(map((1).__add__, map(len, lines)), initial=0), lines))
+
+
+def _lines_containing(block: bytes, patterns: tuple[bytes, ...]) -> list[tuple[int, bytes]]:
+    """(offset in block, line) for the lines holding one of ``patterns``, in file order, each once."""
+    found_lines: dict[int, bytes] = {}
+    for pattern in patterns:
+        found = block.find(pattern)
+        while found >= 0:
+            start = block.rfind(b"\n", 0, found) + 1
+            end = block.find(b"\n", found)
+            found_lines[start] = block[start:end] if end >= 0 else block[start:]
+            if end < 0:
+                break
+            found = block.find(pattern, end)
+    return sorted(found_lines.items())
+
+
+def _blocks(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(file offset, block) for large blocks of whole lines, from the start of the file."""
     offset, carry = 0, b""
     while True:
         chunk = handle.read(_BLOCK)
         if not chunk:
             break
-        lines = (carry + chunk).split(b"\n")
-        carry = lines.pop()  # the part after the last newline continues in the next block
-        if lines:
-            yield offset, lines
-            offset += sum(map(len, lines)) + len(lines)
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data  # one line longer than a block: keep reading
+            continue
+        yield offset, data[:cut]
+        offset += cut
+        carry = data[cut:]
     if carry:
-        yield offset, [carry]  # a last line without newline: complete, or a record cut off mid-write
+        yield offset, carry  # a last line without newline: complete, or a record cut off mid-write
 
 
-def _blocks_backwards(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
-    """The same blocks, from the end of the file back to its start (each block's lines still in file order)."""
+def _blocks_backwards(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The same blocks, from the end of the file back to its start."""
     position = handle.seek(0, os.SEEK_END)
     carry = b""
     while position > 0:
         step = min(_BLOCK, position)
         position -= step
         handle.seek(position)
-        lines = (handle.read(step) + carry).split(b"\n")
-        if position > 0:
-            carry = lines.pop(0)  # may start in the block before
-        else:
-            carry = b""
-        if lines and lines[-1] == b"":
-            lines.pop()  # the file's final newline
-        if lines:
-            first = position + (len(carry) + 1 if position > 0 else 0)
-            yield first, lines
+        data = handle.read(step) + carry
+        if position == 0:
+            yield 0, data
+            return
+        cut = data.find(b"\n") + 1
+        if cut == 0 or cut == len(data):
+            carry = data  # no whole line in here yet: read further back
+            continue
+        yield position + cut, data[cut:]
+        carry = data[:cut]
 
 
 def _line_number(file: Path, offset: int) -> int:
