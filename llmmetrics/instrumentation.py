@@ -336,15 +336,23 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
     return result
 
 
+def _begin(operation: str, resource: Any, kwargs: dict[str, Any]) -> tuple[Call | None, dict[str, Any], bool]:
+    """Start tracing: the call, the kwargs to send, and whether a usage chunk must be withheld."""
+    call = _start(operation, resource, kwargs)
+    if call is None:
+        return None, kwargs, False
+    send, withhold = _prepare_stream(call, kwargs)
+    if withhold and _is_raw(kwargs):
+        return call, kwargs, False  # a raw stream is read by the user: never alter what they read
+    return call, send, withhold
+
+
 def _traced_sync(operation: str, original: Any) -> Any:
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _start(operation, self, kwargs)
+        call, send, withhold = _begin(operation, self, kwargs)
         if call is None:
             return original(self, *args, **kwargs)
-        send, withhold = _prepare_stream(call, kwargs)
-        if withhold and _is_raw(kwargs):
-            send, withhold = kwargs, False  # a raw stream is read by the user: never alter what they read
         try:
             result = original(self, *args, **send)
         except BaseException as exc:
@@ -359,12 +367,9 @@ def _traced_sync(operation: str, original: Any) -> Any:
 def _traced_async(operation: str, original: Any) -> Any:
     @functools.wraps(original)
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _start(operation, self, kwargs)
+        call, send, withhold = _begin(operation, self, kwargs)
         if call is None:
             return await original(self, *args, **kwargs)
-        send, withhold = _prepare_stream(call, kwargs)
-        if withhold and _is_raw(kwargs):
-            send, withhold = kwargs, False
         try:
             result = await original(self, *args, **send)
         except BaseException as exc:
