@@ -119,6 +119,7 @@ class LokiSink:
         self._stop = threading.Event()
         self._queue: deque[Record] = deque()
         self._queued_bytes = 0
+        self._shed = 0
         self._inflight = 0
         self._flush_requested = False
         self._stopping = False
@@ -176,8 +177,12 @@ class LokiSink:
             old = self._queue.popleft()
             self._queued_bytes -= len(old.line) + RECORD_OVERHEAD_BYTES
             dropped += 1
-        if dropped:
-            self._dropped["queue_full"].inc(dropped)
+        # a plain int here; the worker moves it to the counter (a Counter.inc per shed would slow every emit
+        # exactly when the application is busiest)
+        self._shed += dropped
+        if self._shed >= 1024:  # published in bulk; the worker publishes the rest (it may be stuck on Loki)
+            self._dropped["queue_full"].inc(self._shed)
+            self._shed = 0
 
     # ---- flush / close -------------------------------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class LokiSink:
                         self._retry_at = time.monotonic() + delay
                         self._spool_batch(batch)
                         return
-                    if self._stop.wait(delay) or self._stopping:
+                    if self._backoff_wait(delay) or self._stopping:
                         self._count_drop(len(batch), "shutdown")
                         self._pushes["error"].inc()
                         return
@@ -370,6 +375,17 @@ class LokiSink:
                 batch, body = next_batch, next_body
         finally:
             self._settle()
+
+    def _backoff_wait(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds (True if close() interrupted), publishing the gauges every second."""
+        deadline = time.monotonic() + delay
+        while True:
+            self._update_gauges()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._stop.wait(min(remaining, 1.0)):
+                return True
 
     def _prefetch(self) -> tuple[list[Record], bytes | None]:
         batch = self._drop_too_old(self._take_ready_batch())
@@ -494,6 +510,10 @@ class LokiSink:
             self._dropped[reason].inc(n)
 
     def _update_gauges(self) -> None:
+        if self._shed:
+            with self._lock:
+                shed, self._shed = self._shed, 0
+            self._dropped["queue_full"].inc(shed)
         self._depth_gauge.set(len(self._queue))
         self._bytes_gauge.set(self._queued_bytes)
 
