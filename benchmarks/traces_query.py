@@ -54,7 +54,8 @@ def generate(path: Path, count: int, seed: int = 1) -> tuple[int, list[str]]:
             trace_id = f"{rng.getrandbits(128):032x}"
             user = f"u-{rng.randrange(1000)}"
             flags = {"new_prompt": rng.random() < 0.3}
-            ts_ns = now_ns - rng.randrange(span_ns)
+            # appended as calls happen: time moves forward through the file (start times jitter a little)
+            ts_ns = now_ns - span_ns + written * span_ns // count - rng.randrange(2 * 10**9)
             calls = []
             for step in range(3 if in_run else 1):
                 record = call(rng, trace_id, user, flags, ts_ns + step * 900_000_000, in_run)

@@ -120,6 +120,13 @@ def path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
 _NUMBER = re.compile(rb"\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
 
 
+#: Record fields that hold a number or null, never another type (spec): a block bound needs no type check.
+NUMERIC_FIELDS = frozenset({
+    "ts_ns", "latency_ms", "ttft_ms", "model_wait_ms", "cost_usd", "input_tokens", "output_tokens",
+    "cached_input_tokens", "reasoning_tokens", "total_tokens", "status_code", "step_count", "unpriced_steps",
+})
+
+
 def field_key(field: str) -> bytes:
     """The bytes that precede a field's value in a JSON line: ``"latency_ms":`` for ``latency_ms``.
 
@@ -167,6 +174,9 @@ def number_bound(line: bytes, key: bytes, largest: bool) -> int | float | None:
                 bound = value
         start = line.find(key, start)
     return bound
+
+
+TIME_KEY = b'"ts_ns":'
 
 
 def numbers_in(text: bytes, pattern: re.Pattern[bytes]) -> list[int | float]:
@@ -421,19 +431,30 @@ class CompiledQuery:
         return True
 
     @functools.cached_property
-    def range_patterns(self) -> tuple[tuple[re.Pattern[bytes], float, float], ...]:
-        return tuple((number_pattern(key), low, high) for key, low, high in self.ranges)
+    def time_pattern(self) -> tuple[re.Pattern[bytes], float, float] | None:
+        for key, low, high in self.ranges:
+            if key == TIME_KEY:
+                return number_pattern(key), low, high
+        return None
 
     def block_may_match(self, block: bytes) -> bool:
-        """False when no line of ``block`` (many whole lines) can match: a token or every in-range number
-        is absent. Tokens count in their compact or spaced form (see :class:`Token`)."""
+        """False when no line of ``block`` (many whole lines) can match: a token or every in-range
+        timestamp is absent. Tokens count in their compact or spaced form (see :class:`Token`).
+
+        Only the time range is tested per block: trace files are written in time order, so most blocks
+        lie wholly outside it, while a latency or cost range is met somewhere in nearly every block.
+        """
         if self.text is not None and self.text not in block:
             return False
         for token in self.tokens:
             if token.compact not in block and token.spaced not in block:
                 return False
-        for pattern, low, high in self.range_patterns:
-            if not any(low <= value <= high for value in numbers_in(block, pattern)):
+        if self.time_pattern is not None:
+            pattern, low, high = self.time_pattern
+            timestamps = numbers_in(block, pattern)
+            if timestamps and (max(timestamps) < low or min(timestamps) > high):
+                return False
+            if not any(low <= value <= high for value in timestamps):
                 return False
         return True
 

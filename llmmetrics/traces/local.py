@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import Query, Reversed, SortOrder, field_key, number_bound, number_pattern, numbers_in
+from .filters import NUMERIC_FIELDS, Query, Reversed, SortOrder, field_key, number_bound, number_pattern, numbers_in
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
@@ -94,12 +94,13 @@ class LocalScan:
         """
         key = None if order.field == "tokens" else field_key(order.field)
         pattern = number_pattern(key) if key is not None else None
+        numeric = order.field.rsplit(".", 1)[-1] in NUMERIC_FIELDS
         descending = order.descending
         heap: list[tuple[tuple[bool, Any], int, Match]] = []
 
         def beats_worst(bound: int | float | None, text: bytes) -> bool:
             if bound is None:
-                if text.count(key) != text.count(key + b"null"):  # type: ignore[operator]
+                if not numeric and text.count(key) != text.count(key + b"null"):  # type: ignore[operator]
                     return True  # a string or an object: no bound to prune with
                 return (False, 0) > heap[0][0]  # the field is missing or null everywhere: ranks last
             return (True, bound if descending else Reversed(bound)) > heap[0][0]
@@ -113,7 +114,7 @@ class LocalScan:
             if pattern is None or len(heap) < limit:
                 return True
             numbers = numbers_in(block, pattern)
-            if numbers and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
+            if not numeric and numbers and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
                 return True  # some values are not numbers: no bound for the block
             return beats_worst((max(numbers) if descending else min(numbers)) if numbers else None, block)
 
