@@ -1,0 +1,241 @@
+"""Per-call overhead of llmmetrics: the bare ``openai`` client vs the same client after ``instrument()``.
+
+Run: ``python benchmarks/overhead.py [--calls N] [--quick] [--no-loki]``. Prints tables and writes
+``benchmarks/results/overhead.json``.
+
+What is measured, all in one process and one run, bare and instrumented interleaved call by call:
+
+1. in-process transport (``httpx2.MockTransport`` answering a fixed realistic body, so the LLM side costs
+   nothing): chat, chat stream (62 chunks seen by the caller), responses; sync and async. Wall time per
+   call (median, p99, paired difference) and, over alternating blocks of calls that wait for the exporter
+   to drain, process CPU per call including the exporter and sink threads.
+2. time to the first stream chunk, bare vs instrumented.
+3. a real loopback socket to the embedded fake server, run in its own process.
+
+The instrumented side is what a production setup runs: metrics, one trace record per call rendered by the
+exporter thread, the JSONL file sink, and the Loki sink pushing to a local receiver process (unless
+``--no-loki``), content sampled at 100 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+import llmmetrics  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+COLUMNS = ("mode", "workload", "n", "bare_median_us", "median_us", "added_us", "paired_added_us", "added_p99_us",
+           "ratio", "bare_cpu_us", "added_cpu_us")
+
+
+class Receiver:
+    """``benchmarks/loki_receiver.py`` in its own process (so it never competes with us for the GIL)."""
+
+    def __init__(self, stall: bool = False) -> None:
+        args = [sys.executable, str(common.BENCH_DIR / "loki_receiver.py"), "--port", "0"] + (["--stall"] if stall else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("PORT"):
+            self.stop()
+            raise RuntimeError(f"loki_receiver did not start (printed {line!r})")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class FakeServerProcess:
+    """The embedded fake LLM server in a child process, answers of exactly 60 tokens (62 stream chunks)."""
+
+    def __init__(self) -> None:
+        code = ("import threading; from llmmetrics.fake_server import FakeLLMServer; "
+                "s = FakeLLMServer(seed=1, answer_tokens=(60, 60)).start(); print(s.base_url, flush=True); "
+                "threading.Event().wait()")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        self.base_url = (self.proc.stdout.readline() if self.proc.stdout else "").strip()
+        if not self.base_url.startswith("http"):
+            self.stop()
+            raise RuntimeError("the fake LLM server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def configure(trace_dir: str, loki_url: str | None, **extra: Any) -> Any:
+    """The instrumented side's runtime: a fresh registry, the file sink, and Loki when a URL is given."""
+    return llmmetrics.configure(registry=CollectorRegistry(), trace_file=os.path.join(trace_dir, "traces.jsonl"),
+                                sample_success_ratio=1.0, loki_url=loki_url, **extra)
+
+
+def settle() -> None:
+    """Wait until the exporter and sinks have handled every record (charged to the instrumented block)."""
+    if not llmmetrics.flush(30.0):
+        raise RuntimeError("llmmetrics did not drain within 30 s")
+
+
+def measure_sync(mode: str, bare: Any, inst: Any, n: int, warmup: int, cpu_calls: int, cpu_blocks: int,
+                 workloads: dict[str, Callable[[Any], Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, fn in workloads.items():
+        a, b = common.paired(lambda: fn(bare), lambda: fn(inst), n, warmup)
+        row = {"mode": mode, "workload": name, **common.summarize(a, b)}
+        if cpu_blocks:
+            row.update(common.cpu_blocks(lambda: fn(bare), lambda: fn(inst), cpu_calls, cpu_blocks, settle))
+        rows.append(row)
+        common.print_table("", [row], COLUMNS) if os.environ.get("BENCH_VERBOSE") else None
+    return rows
+
+
+def measure_async(mode: str, bare: Any, inst: Any, n: int, warmup: int, cpu_calls: int, cpu_blocks: int
+                  ) -> list[dict[str, Any]]:
+    rows = []
+    for name, fn in common.ASYNC_WORKLOADS.items():
+        a, b = common.paired_async(lambda: fn(bare), lambda: fn(inst), n, warmup)
+        row = {"mode": mode, "workload": name, **common.summarize(a, b)}
+        if cpu_blocks:
+            row.update(common.cpu_blocks_async(lambda: fn(bare), lambda: fn(inst), cpu_calls, cpu_blocks, settle))
+        rows.append(row)
+    return rows
+
+
+def measure_ttft(bare: Any, inst: Any, n: int, warmup: int) -> dict[str, Any]:
+    """Time from ``create()`` to the first chunk in the caller's hands, bare vs instrumented."""
+    clock = time.perf_counter_ns
+
+    def first_chunk(client: Any) -> Callable[[], int]:
+        def run() -> int:
+            t0 = clock()
+            stream = client.chat.completions.create(model=common.MODEL, messages=common.MESSAGES, stream=True)
+            it = iter(stream)
+            next(it)
+            t1 = clock()
+            for _ in it:
+                pass
+            return t1 - t0
+        return run
+
+    fa, fb = first_chunk(bare), first_chunk(inst)
+    for _ in range(warmup):
+        fa()
+        fb()
+    ta, tb = [], []
+    for i in range(n):
+        if i & 1:
+            tb.append(fb())
+            ta.append(fa())
+        else:
+            ta.append(fa())
+            tb.append(fb())
+    return {"mode": "inprocess-sync", "workload": "chat_stream_ttft", **common.summarize(ta, tb)}
+
+
+def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
+    """Added time per stream chunk: (stream added − non-stream chat added) / chunks, and the upper bound."""
+    out: dict[str, Any] = {}
+    for mode in sorted({r["mode"] for r in rows}):
+        by = {r["workload"]: r for r in rows if r["mode"] == mode}
+        if "chat" in by and "chat_stream" in by:
+            s, c = by["chat_stream"]["paired_added_us"], by["chat"]["paired_added_us"]
+            out[mode] = {"chunks": chunks, "marginal_per_chunk_us": round((s - c) / chunks, 3),
+                         "upper_bound_per_chunk_us": round(s / chunks, 3)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=None,
+                        help="interleaved pairs per in-process workload (default 10000, i.e. 20,000 calls)")
+    parser.add_argument("--quick", action="store_true", help="a short run (1,000 pairs) to check the setup")
+    parser.add_argument("--no-loki", action="store_true", help="instrument without the Loki sink")
+    parser.add_argument("--no-loopback", action="store_true", help="skip the loopback socket measurements")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where to write overhead.json")
+    args = parser.parse_args(argv)
+    n = args.calls or (1000 if args.quick else 10_000)
+    warmup = max(50, min(1000, n // 10))
+    cpu_calls = max(20, min(1000, n // 10))
+    cpu_blocks = 3 if n < 5000 else 5
+    loop_n = max(50, n // 10)
+
+    started = time.perf_counter()
+    machine = common.machine_info()
+    receiver = None if args.no_loki else Receiver()
+    trace_dir = tempfile.mkdtemp(prefix="llmmetrics-bench-")
+    rows: list[dict[str, Any]] = []
+    try:
+        configure(trace_dir, receiver.url if receiver else None)
+        bare = common.inprocess_client()
+        inst = llmmetrics.instrument(common.inprocess_client())
+        rows += measure_sync("inprocess-sync", bare, inst, n, warmup, cpu_calls, cpu_blocks, common.SYNC_WORKLOADS)
+        abare = common.inprocess_client(is_async=True)
+        ainst = llmmetrics.instrument(common.inprocess_client(is_async=True))
+        rows += measure_async("inprocess-async", abare, ainst, n, warmup, cpu_calls, cpu_blocks)
+        ttft = measure_ttft(bare, inst, max(200, n // 5), warmup)
+        if not args.no_loopback:
+            server = FakeServerProcess()
+            try:
+                import openai
+
+                lbare = openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0)
+                linst = llmmetrics.instrument(openai.OpenAI(base_url=server.base_url, api_key="sk-bench",
+                                                            max_retries=0))
+                rows += measure_sync("loopback-sync", lbare, linst, loop_n, max(20, loop_n // 10), 0, 0,
+                                     common.SYNC_WORKLOADS)
+            finally:
+                server.stop()
+        settle()
+        emitted = _emitted()
+    finally:
+        llmmetrics.shutdown(10.0)
+        if receiver:
+            receiver.stop()
+
+    chunks = common.STREAM_CHUNKS + 2
+    result = {
+        "benchmark": "overhead",
+        "machine": machine,
+        "settings": {"pairs_inprocess": n, "pairs_loopback": loop_n, "warmup_pairs": warmup,
+                     "cpu_calls_per_block": cpu_calls, "cpu_blocks": cpu_blocks, "stream_chunks_seen": chunks,
+                     "loki_sink": receiver is not None, "file_sink": True, "sample_success_ratio": 1.0},
+        "rows": rows,
+        "ttft": ttft,
+        "per_chunk": per_chunk(rows, chunks),
+        "records_emitted": emitted,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = common.write_results("overhead", result, args.results_dir)
+    common.print_table("Per-call overhead (µs; added = instrumented − bare; CPU includes exporter/sink threads)",
+                       rows, COLUMNS)
+    common.print_table("Time to first stream chunk (µs)", [ttft],
+                       ("workload", "n", "bare_median_us", "median_us", "added_us", "paired_added_us"))
+    print("\nAdded per stream chunk (µs):", result["per_chunk"])
+    print(f"records emitted: {emitted}; took {result['seconds']} s; wrote {path}")
+    return 0
+
+
+def _emitted() -> float:
+    registry = llmmetrics.runtime().registry
+    value = registry.get_sample_value("llmmetrics_records_emitted_total", {"kind": "call"}) if registry else None
+    return value or 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
