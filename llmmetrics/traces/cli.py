@@ -188,8 +188,7 @@ class _LocalSource(_Source):
 
     def footer(self) -> str:
         scan = self.scan
-        footer = (f"scanned {scan.bytes_read / 1e6:,.1f} MB in {len(scan.files)} file(s) "
-                  f"in {time.perf_counter() - self.started:.2f} s")
+        footer = f"scanned {_size(scan.bytes_read)} in {len(scan.files)} file(s) in {time.perf_counter() - self.started:.2f} s"
         if scan.malformed:
             footer += f"; skipped {scan.malformed:,} malformed line(s), e.g. {scan.malformed_examples[0]}"
         return footer
@@ -246,7 +245,7 @@ class _LokiSource(_Source):
         client = self.client
         footer = f"read {self.read:,} entries from Loki in {client.pages} page(s){self.note}"
         if client.bytes_processed:
-            footer += f", Loki scanned {client.bytes_processed / 1e6:,.1f} MB"
+            footer += f", Loki processed {_size(client.bytes_processed)}"
         if self.capped_at:
             footer += f"; stopped at --scan-limit {self.capped_at:,}: totals and order cover only those entries"
         return footer
@@ -278,6 +277,13 @@ def query_from_args(args: argparse.Namespace) -> Query:
         end_ns=_opt(parse_time_ns, args.until, "--until"),
         text=args.grep or None,
     )
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count} bytes"
 
 
 def _opt(parse: Any, value: str | None, option: str) -> Any:
