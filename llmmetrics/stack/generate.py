@@ -17,18 +17,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmmetrics.stack import dashboards, provisioning, rules
 from llmmetrics.stack.options import StackOptions
-from llmmetrics.stack.yamlfmt import dump_yaml
 
-#: Generated files, relative to the output directory, and how each is rendered.
-OUTPUTS: dict[str, Callable[[StackOptions], str]] = {
-    "grafana/dashboards/llm-overview.json": lambda o: _json(dashboards.overview(o)),
-    "grafana/dashboards/llm-traces.json": lambda o: _json(dashboards.traces(o)),
-    f"prometheus/rules/{rules.RECORDING_FILE}": lambda o: dump_yaml(rules.recording_rules_file(o), rules.HEADER),
-    f"prometheus/rules/{rules.ALERTS_FILE}": lambda o: dump_yaml(rules.alert_rules_file(o), rules.HEADER),
-    provisioning.FILE: lambda o: dump_yaml(provisioning.datasources_file(o), provisioning.HEADER),
-}
+
+def outputs() -> dict[str, Callable[[StackOptions], str]]:
+    """Generated files, relative to the output directory, and how each is rendered.
+
+    Imported here, not at module level, so that the ``llmmetrics`` command (and ``llmmetrics demo``) works
+    without the ``stack`` extra; only ``generate`` needs grafanalib and PyYAML.
+    """
+    try:
+        from llmmetrics.stack import dashboards, provisioning, rules
+        from llmmetrics.stack.yamlfmt import dump_yaml
+    except ImportError as exc:
+        raise SystemExit(f"llmmetrics generate needs the stack extra ({exc.name} is missing): "
+                         "pip install 'llmmetrics[stack]'") from None
+    return {
+        "grafana/dashboards/llm-overview.json": lambda o: _json(dashboards.overview(o)),
+        "grafana/dashboards/llm-traces.json": lambda o: _json(dashboards.traces(o)),
+        f"prometheus/rules/{rules.RECORDING_FILE}": lambda o: dump_yaml(rules.recording_rules_file(o), rules.HEADER),
+        f"prometheus/rules/{rules.ALERTS_FILE}": lambda o: dump_yaml(rules.alert_rules_file(o), rules.HEADER),
+        provisioning.FILE: lambda o: dump_yaml(provisioning.datasources_file(o), provisioning.HEADER),
+    }
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -37,7 +47,7 @@ def _json(data: dict[str, Any]) -> str:
 
 def render(options: StackOptions) -> dict[str, str]:
     """Every generated file's text by relative path, without touching the disk."""
-    return {path: make(options) for path, make in OUTPUTS.items()}
+    return {path: make(options) for path, make in outputs().items()}
 
 
 def generate(options: StackOptions, out_dir: Path) -> list[Path]:
@@ -55,7 +65,7 @@ def drifted(options: StackOptions, out_dir: Path) -> list[str]:
     """Relative paths whose content under ``out_dir`` differs from what ``options`` generate."""
     with tempfile.TemporaryDirectory() as tmp:
         generate(options, Path(tmp))
-        return [rel for rel in OUTPUTS
+        return [rel for rel in outputs()
                 if not (out_dir / rel).is_file() or (out_dir / rel).read_bytes() != (Path(tmp) / rel).read_bytes()]
 
 
