@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmmetrics.traces.cli import main  # noqa: E402
+from llmmetrics.cli import main as llmmetrics_main  # noqa: E402
 
 MODELS = [("gpt-4o-mini", 0.15, 0.6, 0.55), ("gpt-4o", 2.5, 10.0, 0.25), ("text-embedding-3-small", 0.02, 0.0, 0.1),
           ("o3-mini", 1.1, 4.4, 0.07), ("my-finetune", None, None, 0.03)]
@@ -137,7 +137,7 @@ def time_query(path: Path, args: list[str]) -> tuple[float, float, int]:
     out, err = io.StringIO(), io.StringIO()
     started, cpu_started = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--file", str(path), *args])
+        code = llmmetrics_main(["traces", "--file", str(path), *args])
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if code != 0:
         raise SystemExit(f"query {args} failed: {err.getvalue()}")

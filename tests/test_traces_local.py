@@ -18,11 +18,16 @@ import orjson
 import pytest
 
 from llmmetrics.traces.aggregate import aggregate
-from llmmetrics.traces.cli import main
+from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces import local
 from llmmetrics.traces.filters import Query, SortOrder
 from llmmetrics.traces.local import LocalScan, NoTraceFiles, trace_files
 from llmmetrics.traces.render import render_table
+
+
+def main(args: list[str]) -> int:
+    """`llmmetrics traces ARGS` through the real command-line entry point."""
+    return llmmetrics_main(["traces", *args])
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from llmmetrics.traces.cli import main
+from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.filters import Query
 from llmmetrics.traces.logql import build_logql, logql_string
 from logql_grammar import logql_parse_errors  # tests/ is on sys.path under pytest (rootdir-less test dir)
+
+
+def main(args: list[str]) -> int:
+    """`llmmetrics traces ARGS` through the real command-line entry point."""
+    return llmmetrics_main(["traces", *args])
 
 SEL = '{service_name="checkout"}'
 JSON_END = '| __error__=""'

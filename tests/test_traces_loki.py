@@ -27,8 +27,13 @@ import orjson
 import pytest
 from test_traces_local import FILTERS, TRACE, agent_run, dataset, ids_of
 
-from llmmetrics.traces.cli import main
+from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.loki_client import LokiClient, LokiError, decode_query_range
+
+
+def main(args: list[str]) -> int:
+    """`llmmetrics traces ARGS` through the real command-line entry point."""
+    return llmmetrics_main(["traces", *args])
 
 STATS = {
     "summary": {"bytesProcessedPerSecond": 1048576, "linesProcessedPerSecond": 2048, "totalBytesProcessed": 2500000,

@@ -21,8 +21,13 @@ from test_traces_loki import Entry, FakeLoki
 
 import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer, LatencyModel
-from llmmetrics.traces.cli import main
+from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.local import trace_files
+
+
+def main(args: list[str]) -> int:
+    """`llmmetrics traces ARGS` through the real command-line entry point."""
+    return llmmetrics_main(["traces", *args])
 
 SLOW = LatencyModel(time_to_first_token=(1.0, 1.0), per_token=(0.0, 0.0), slow_share=0.0)
 FAULT = {"x-fake-fault": "rate_limit"}

@@ -293,15 +293,3 @@ def _opt(parse: Any, value: str | None, option: str) -> Any:
         return parse(value)
     except QueryError as error:
         raise QueryError(f"{option}: {error}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``traces`` on its own (``python -m llmmetrics.traces``), e.g. before the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="llmmetrics")
-    add_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["traces", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
