@@ -438,25 +438,28 @@ class CompiledQuery:
         return None
 
     def block_may_match(self, block: bytes) -> bool:
-        """False when no line of ``block`` (many whole lines) can match: a token or every in-range
-        timestamp is absent. Tokens count in their compact or spaced form (see :class:`Token`).
-
-        Only the time range is tested per block: trace files are written in time order, so most blocks
-        lie wholly outside it, while a latency or cost range is met somewhere in nearly every block.
-        """
+        """False when no line of ``block`` (many whole lines) can match because a required exact value or
+        the free text is absent. Tokens count in their compact or spaced form (see :class:`Token`)."""
         if self.text is not None and self.text not in block:
             return False
         for token in self.tokens:
             if token.compact not in block and token.spaced not in block:
                 return False
-        if self.time_pattern is not None:
-            pattern, low, high = self.time_pattern
-            timestamps = numbers_in(block, pattern)
-            if timestamps and (max(timestamps) < low or min(timestamps) > high):
-                return False
-            if not any(low <= value <= high for value in timestamps):
-                return False
         return True
+
+    def block_in_time(self, block: bytes) -> bool:
+        """False when no timestamp in ``block`` lies in the time range (one regex pass over the block).
+
+        Trace files are written in time order, so most blocks lie wholly outside a time range; a latency
+        or cost range, by contrast, is met somewhere in nearly every block and is left to the lines.
+        """
+        if self.time_pattern is None:
+            return True
+        pattern, low, high = self.time_pattern
+        timestamps = numbers_in(block, pattern)
+        if not timestamps or max(timestamps) < low or min(timestamps) > high:
+            return False
+        return any(low <= value <= high for value in timestamps)
 
     @property
     def anchors(self) -> tuple[bytes, ...]:

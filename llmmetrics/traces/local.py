@@ -121,16 +121,24 @@ class LocalScan:
                 return True
             return beats_worst(number_bound(line, key, descending), line)
 
-        def block_may_beat(block: bytes) -> bool:
-            if pattern is None or len(heap) < limit:
-                return True
+        def block_candidates(block: bytes) -> list[tuple[int, bytes]] | None:
+            """None: every line may beat the worst held; else only the lines listed (none: skip the block)."""
+            if pattern is None or len(heap) < limit or not heap[0][0][0]:
+                return None  # not full yet, or records without a value are held: nothing to prune with
             numbers = numbers_in(block, pattern)
-            if not numeric and numbers and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
-                return True  # some values are not numbers: no bound for the block
-            return beats_worst((max(numbers) if descending else min(numbers)) if numbers else None, block)
+            if not numeric and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
+                return None  # some values are not numbers: no bound for the block
+            worst = heap[0][0]
+            if not numbers or not beats((max(numbers) if descending else min(numbers)), worst):
+                return []  # no number here can beat the worst held, and lines without one rank last
+            return _lines_at([found.start() for found in pattern.finditer(block)
+                              if beats(_number(found.group(1)), worst)], block)
+
+        def beats(value: int | float, worst: tuple[bool, Any]) -> bool:
+            return (True, value if descending else Reversed(value)) > worst
 
         scan = self._scan(newest_first=order.is_time and descending, line_hook=line_may_beat,
-                          block_hook=block_may_beat)
+                          block_hook=block_candidates)
         for sequence, match in enumerate(scan):
             item = (order.rank(match.record), -sequence, match)
             if len(heap) < limit:
@@ -149,7 +157,7 @@ class LocalScan:
         *,
         newest_first: bool,
         line_hook: Callable[[bytes], bool] | None = None,
-        block_hook: Callable[[bytes], bool] | None = None,
+        block_hook: Callable[[bytes], list[tuple[int, bytes]] | None] | None = None,
     ) -> Iterator[Match]:
         """Matches in file order (or newest first), looking at as few lines as the filters allow.
 
@@ -183,10 +191,11 @@ class LocalScan:
                         continue
                     if anchors:
                         candidates = _lines_containing(block, anchors)
-                    elif block_hook is not None and not block_hook(block):
-                        continue
                     else:
-                        candidates = _all_lines(block)
+                        if not compiled.block_in_time(block):
+                            continue
+                        hooked = block_hook(block) if block_hook is not None else None
+                        candidates = _all_lines(block) if hooked is None else hooked
                     for start, line in reversed(candidates) if newest_first else candidates:
                         if not line_may_match(line) or (line_hook is not None and not line_hook(line)):
                             continue
@@ -218,17 +227,31 @@ def _all_lines(block: bytes) -> list[tuple[int, bytes]]:
 
 def _lines_containing(block: bytes, patterns: tuple[bytes, ...]) -> list[tuple[int, bytes]]:
     """(offset in block, line) for the lines holding one of ``patterns``, in file order, each once."""
-    found_lines: dict[int, bytes] = {}
+    positions: list[int] = []
     for pattern in patterns:
         found = block.find(pattern)
         while found >= 0:
-            start = block.rfind(b"\n", 0, found) + 1
+            positions.append(found)
             end = block.find(b"\n", found)
-            found_lines[start] = block[start:end] if end >= 0 else block[start:]
             if end < 0:
                 break
             found = block.find(pattern, end)
-    return sorted(found_lines.items())
+    return _lines_at(positions, block)
+
+
+def _lines_at(positions: list[int], block: bytes) -> list[tuple[int, bytes]]:
+    """(offset in block, line) for the lines holding the given byte positions, in file order, each once."""
+    lines: dict[int, bytes] = {}
+    for position in positions:
+        start = block.rfind(b"\n", 0, position) + 1
+        if start not in lines:
+            end = block.find(b"\n", position)
+            lines[start] = block[start:end] if end >= 0 else block[start:]
+    return sorted(lines.items())
+
+
+def _number(text: bytes) -> int | float:
+    return float(text) if b"." in text or b"e" in text or b"E" in text else int(text)
 
 
 def _blocks(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
