@@ -304,8 +304,11 @@ class TestFilters:
             got = [m.record for m in LocalScan(trace_file, query)]
             assert got == expected, chosen
 
-    def test_lines_from_other_json_writers_are_found_too(self, tmp_path: Path) -> None:
-        """Spaced separators, ASCII escapes and another key order defeat no prefilter: same answers as parsing."""
+    @pytest.mark.parametrize("block", [700, 1 << 21])
+    def test_lines_from_other_json_writers_are_found_too(self, tmp_path: Path, monkeypatch, block: int) -> None:
+        """Spaced separators, ASCII escapes and another key order defeat no prefilter or pruning: the same
+        answers as parsing everything, for filters and for top-N selections."""
+        monkeypatch.setattr(local, "_BLOCK", block)
         every = dataset() + agent_run()
         path = tmp_path / "other.jsonl"
         path.write_text("".join(json.dumps(dict(sorted(r.items()))) + "\n" for r in every))
@@ -319,6 +322,10 @@ class TestFilters:
             )
             expected = [r["ts_ns"] for r in every if query.matches(r)]
             assert [m.record["ts_ns"] for m in LocalScan(path, query)] == expected, query
+            order = SortOrder.parse(rng.choice(["-cost", "latency", "-time", "-tokens", "model"]))
+            expected_top = [order.value(r) for r in order.first([r for r in every if query.matches(r)], 2,
+                                                                record=lambda r: r)]
+            assert [order.value(m.record) for m in LocalScan(path, query).top(order, 2)] == expected_top, order
 
     @pytest.mark.parametrize(("args", "message"), [
         (["--min-latency", "fast"], "--min-latency"),

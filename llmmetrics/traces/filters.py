@@ -184,8 +184,8 @@ def numbers_in(text: bytes, pattern: re.Pattern[bytes]) -> list[int | float]:
     found = pattern.findall(text)
     try:
         return list(map(int, found))
-    except ValueError:
-        return [float(t) if b"." in t or b"e" in t or b"E" in t else int(t) for t in found]
+    except ValueError:  # some have a fraction: floats (only nanosecond timestamps need int exactness)
+        return list(map(float, found))
 
 
 def number_pattern(key: bytes) -> re.Pattern[bytes]:

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .filters import NUMERIC_FIELDS, Query, Reversed, SortOrder, field_key, number_bound, number_pattern, numbers_in
+from .filters import NUMERIC_FIELDS, Query, Reversed, SortOrder, field_key, number_bound, number_pattern
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
@@ -125,14 +125,28 @@ class LocalScan:
             """None: every line may beat the worst held; else only the lines listed (none: skip the block)."""
             if pattern is None or len(heap) < limit or not heap[0][0][0]:
                 return None  # not full yet, or records without a value are held: nothing to prune with
-            numbers = numbers_in(block, pattern)
-            if not numeric and block.count(key) != len(numbers) + block.count(key + b"null"):  # type: ignore[operator]
+            texts = pattern.findall(block)
+            if not numeric and block.count(key) != len(texts) + block.count(key + b"null"):  # type: ignore[operator]
                 return None  # some values are not numbers: no bound for the block
+            numbers = _numbers(texts)
             worst = heap[0][0]
             if not numbers or not beats((max(numbers) if descending else min(numbers)), worst):
                 return []  # no number here can beat the worst held, and lines without one rank last
-            return _lines_at([found.start() for found in pattern.finditer(block)
-                              if beats(_number(found.group(1)), worst)], block)
+            # Only the lines where a beating number follows the key, found by its exact text in C; if a
+            # writer put spaces after the colon, some are not found that way and the regex finds them all.
+            winners = {text for text, number in zip(texts, numbers) if beats(number, worst)}
+            positions = []
+            for text in winners:
+                needle = key + text  # type: ignore[operator]
+                found = block.find(needle)
+                while found >= 0:
+                    after = found + len(needle)
+                    if block[after:after + 1] not in _NUMBER_CHARS:
+                        positions.append(found)
+                    found = block.find(needle, after)
+            if len(positions) < sum(map(winners.__contains__, texts)):
+                positions = [m.start() for m in pattern.finditer(block) if m.group(1) in winners]
+            return _lines_at(positions, block)
 
         def beats(value: int | float, worst: tuple[bool, Any]) -> bool:
             return (True, value if descending else Reversed(value)) > worst
@@ -250,8 +264,15 @@ def _lines_at(positions: list[int], block: bytes) -> list[tuple[int, bytes]]:
     return sorted(lines.items())
 
 
-def _number(text: bytes) -> int | float:
-    return float(text) if b"." in text or b"e" in text or b"E" in text else int(text)
+#: one-byte strings that would continue a JSON number (b"" ends the block: not one of them)
+_NUMBER_CHARS = frozenset(bytes([c]) for c in b"0123456789.eE+-")
+
+
+def _numbers(texts: list[bytes]) -> list[int | float]:
+    try:
+        return list(map(int, texts))
+    except ValueError:
+        return list(map(float, texts))
 
 
 def _blocks(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
