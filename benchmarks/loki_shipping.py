@@ -372,6 +372,10 @@ def main() -> None:
         "record_line_bytes_mean": round(statistics.mean(len(t) for t in templates)),
     }
     print(f"records: ~{result['record_line_bytes_mean']} B lines; {result['machine']}")
+    # first, while the heap is fresh, so that RSS growth is not hidden by memory freed by earlier parts
+    if "dead" in parts:
+        result["dead_backend"] = bench_dead_backend(templates, 20_000 if args.quick else 200_000)
+        table("dead backend: emit cost and memory", result["dead_backend"])
     if "encode" in parts:
         result["encode"] = bench_encode(templates, 3 if args.quick else 10)
         table("encode (one core, 5000-record batches, no network)", result["encode"])
@@ -383,9 +387,6 @@ def main() -> None:
         table("CPU-bound application thread (backlog = queued MB)", result["cpu_bound_app"])
         for row in result["cpu_bound_app"]:
             print(f"  backlog MB every 0.5 s, {row['variant']}: {row['backlog_mb_series']}")
-    if "dead" in parts:
-        result["dead_backend"] = bench_dead_backend(templates, 20_000 if args.quick else 200_000)
-        table("dead backend: emit cost and memory", result["dead_backend"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if RESULTS.exists():
         previous = json.loads(RESULTS.read_text())

@@ -134,6 +134,9 @@ class LokiSink:
                           segment_max_records=config.loki_batch_max_entries, on_drop=self._count_drop)
         except SpoolError as e:
             raise ConfigError(f"loki_spool_dir: {e.strerror} (argument loki_spool_dir or LLMMETRICS_LOKI_SPOOL_DIR)") from None
+        except OSError as e:
+            raise ConfigError(f"loki_spool_dir: cannot read the spool in {config.loki_spool_dir!r}: {e} "
+                              "(argument loki_spool_dir or LLMMETRICS_LOKI_SPOOL_DIR)") from None
         if spool.torn_bytes:
             logger.warning("Loki spool %s: cut a torn tail of %d bytes left by a crash (at most one record lost)",
                            spool.dir, spool.torn_bytes)
@@ -535,17 +538,17 @@ class LokiSink:
         """
         if self._closed:
             return
-        self._transport.reset_after_fork()
-        if self._spool is not None:
-            self._spool.forget_after_fork()
-            self._spool = None
-            try:
-                self._spool = self._open_spool()
-            except ConfigError as e:
-                logger.warning("Loki sink in forked process %d runs without a spool: %s", os.getpid(), e)
+        self._init_runtime()
         self._failures = 0
         self._retry_at = 0.0
-        self._init_runtime()
+        try:
+            self._transport.reset_after_fork()
+            if self._spool is not None:
+                self._spool.forget_after_fork()
+                self._spool = None
+                self._spool = self._open_spool()
+        except Exception as e:  # the child still ships, only without a spool
+            logger.warning("Loki sink in forked process %d runs without a spool: %s", os.getpid(), e)
         self._worker.start()
 
 
