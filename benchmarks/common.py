@@ -105,7 +105,7 @@ def responses_body() -> bytes:
         "service_tier": "default", "store": True, "temperature": 1.0,
         "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": "auto", "tools": [],
         "top_p": 1.0, "truncation": "disabled",
-        "usage": {"input_tokens": 48, "input_tokens_details": {"cached_tokens": 0},
+        "usage": {"input_tokens": 48, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                   "output_tokens": 62, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 110},
         "user": None, "metadata": {},
     }).encode()

@@ -11,6 +11,10 @@ What is measured, all in one process and one run, bare and instrumented interlea
    to drain, process CPU per call including the exporter and sink threads.
 2. time to the first stream chunk, bare vs instrumented.
 3. a real loopback socket to the embedded fake server, run in its own process.
+4. the call path alone (``callpath-stub``): the wrapper ``instrument()`` installs, around a stub that
+   returns an already parsed answer, vs the bare stub. Without the openai client's own ~1 ms per call on
+   both sides, the added microseconds are measured with far less noise; CPU per call still includes the
+   exporter thread rendering each record and the sinks writing it.
 
 The instrumented side is what a production setup runs: metrics, one trace record per call rendered by the
 exporter thread, the JSONL file sink, and the Loki sink pushing to a local receiver process (unless
@@ -148,6 +152,97 @@ def measure_ttft(bare: Any, inst: Any, n: int, warmup: int) -> dict[str, Any]:
     return {"mode": "inprocess-sync", "workload": "chat_stream_ttft", **common.summarize(ta, tb)}
 
 
+# ---- the call path alone: the wrapper around a stub that returns an already parsed answer ----------------------
+
+class _Headers(dict):
+    pass
+
+
+class _StubStream:
+    """Shaped like ``openai.Stream`` where the wrapper touches it: ``_iterator``, ``close``, ``response``."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self._iterator = iter(chunks)
+        self.response = type("R", (), {"headers": _Headers({"x-request-id": "req_bench"})})()
+
+    def __iter__(self) -> Any:
+        yield from self._iterator
+
+    def close(self) -> None:
+        pass
+
+
+class _StubClient:
+    base_url = "http://bench.invalid/v1"
+
+
+class _StubResource:
+    _client = _StubClient()
+
+
+def parsed_answers() -> dict[str, Any]:
+    """The fixed answers, parsed once into the openai types the real client would return."""
+    import json
+
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openai.types.responses import Response
+
+    frames = [f[len(b"data: "):] for f in common.chat_stream_body(True).split(b"\n\n")
+              if f.startswith(b"data: {")]
+    return {"chat": ChatCompletion.model_validate(json.loads(common.chat_body())),
+            "responses": Response.model_validate(json.loads(common.responses_body())),
+            "chunks": [ChatCompletionChunk.model_validate(json.loads(f)) for f in frames]}
+
+
+def measure_callpath(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> list[dict[str, Any]]:
+    """Added time per call of the wrapper alone: bare stub vs the same stub wrapped by llmmetrics.
+
+    The stub returns a pre-parsed answer, so the openai client's own ~1 ms (request building, JSON parsing,
+    pydantic) is out of both sides and the difference is measured with far less noise. Uses the internal
+    ``llmmetrics.instrumentation._traced_sync`` — the very function ``instrument()`` installs.
+    """
+    from llmmetrics.instrumentation import _traced_sync
+
+    answers = parsed_answers()
+    resource = _StubResource()
+    kw_chat = {"model": common.MODEL, "messages": common.MESSAGES, "temperature": 0.2, "max_tokens": 256}
+    kw_stream = {"model": common.MODEL, "messages": common.MESSAGES, "stream": True}
+    kw_resp = {"model": common.MODEL, "input": "My order 1234 has not arrived yet.", "instructions": "Be concise."}
+
+    def stub_chat(self: Any, **kwargs: Any) -> Any:
+        return answers["chat"]
+
+    def stub_stream(self: Any, **kwargs: Any) -> Any:
+        chunks = answers["chunks"] if "stream_options" in kwargs else answers["chunks"][:-1]
+        return _StubStream(chunks)
+
+    def stub_responses(self: Any, **kwargs: Any) -> Any:
+        return answers["responses"]
+
+    def consume(stream: Any) -> int:
+        n_seen = 0
+        for _chunk in stream:
+            n_seen += 1
+        return n_seen
+
+    cases = {
+        "chat": (lambda: stub_chat(resource, **kw_chat), (lambda f: lambda: f(resource, **kw_chat))(
+            _traced_sync("chat", stub_chat))),
+        "chat_stream": (lambda: consume(stub_stream(resource, **kw_stream)), (lambda f: lambda: consume(
+            f(resource, **kw_stream)))(_traced_sync("chat", stub_stream))),
+        "responses": (lambda: stub_responses(resource, **kw_resp), (lambda f: lambda: f(resource, **kw_resp))(
+            _traced_sync("responses", stub_responses))),
+    }
+    rows = []
+    for name, (fa, fb) in cases.items():
+        a, b = common.paired(fa, fb, n, warmup)
+        row = {"mode": "callpath-stub", "workload": name, **common.summarize(a, b)}
+        settle()
+        row.update(common.cpu_blocks(fa, fb, cpu_calls, cpu_blocks, settle))
+        rows.append(row)
+    return rows
+
+
 def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
     """Added time per stream chunk: (stream added − non-stream chat added) / chunks, and the upper bound."""
     out: dict[str, Any] = {}
@@ -173,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = max(50, min(1000, n // 10))
     cpu_calls = max(20, min(1000, n // 10))
     cpu_blocks = 3 if n < 5000 else 5
-    loop_n = max(50, n // 10)
+    loop_n = max(20, n // 10)
 
     started = time.perf_counter()
     machine = common.machine_info()
@@ -184,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         configure(trace_dir, receiver.url if receiver else None)
         bare = common.inprocess_client()
         inst = llmmetrics.instrument(common.inprocess_client())
+        small = args.quick or n < 1000
+        rows += measure_callpath(n if small else max(n, 20_000), warmup, cpu_calls if small else max(cpu_calls, 2000),
+                                 cpu_blocks)
         rows += measure_sync("inprocess-sync", bare, inst, n, warmup, cpu_calls, cpu_blocks, common.SYNC_WORKLOADS)
         abare = common.inprocess_client(is_async=True)
         ainst = llmmetrics.instrument(common.inprocess_client(is_async=True))

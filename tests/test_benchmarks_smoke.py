@@ -1,0 +1,95 @@
+"""The benchmark scripts run end to end and write well-formed results (tiny sizes; no timing asserts).
+
+The benchmarks are the record of performance; these tests only prove that each script still executes
+against the current code and writes the JSON its README table is built from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+NUMBER = (int, float)
+
+
+def run(script: str, *args: str, results: Path, timeout: float = 300) -> dict:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args, "--results-dir", str(results)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    name = script.removesuffix(".py")
+    path = results / f"{name}.json"
+    assert path.exists(), f"{script} wrote no {path.name}"
+    data = json.loads(path.read_text())
+    assert data["benchmark"] == name
+    machine = data["machine"]
+    assert machine["cores"] >= 1 and machine["python"] and machine["openai"].split(".")[0].isdigit()
+    return data
+
+
+def assert_timed(row: dict) -> None:
+    for key in ("n", "bare_median_us", "median_us", "added_us", "paired_added_us", "bare_p99_us", "p99_us", "ratio"):
+        assert isinstance(row[key], NUMBER), f"{key} missing or not a number in {row}"
+    assert row["bare_median_us"] > 0 and row["median_us"] > 0
+
+
+@pytest.mark.timeout(600)
+def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
+    """overhead.py measures stub, in-process sync/async and loopback for chat, stream and responses."""
+    data = run("overhead.py", "--quick", "--calls", "30", results=tmp_path)
+    seen = {(r["mode"], r["workload"]) for r in data["rows"]}
+    for mode in ("callpath-stub", "inprocess-sync", "inprocess-async", "loopback-sync"):
+        for workload in ("chat", "chat_stream", "responses"):
+            assert (mode, workload) in seen, f"missing {mode} {workload}"
+    for row in data["rows"]:
+        assert_timed(row)
+        if row["mode"] != "loopback-sync":
+            assert isinstance(row["added_cpu_us"], NUMBER)
+    assert_timed(data["ttft"])
+    assert data["settings"]["stream_chunks_seen"] >= 50
+    assert data["records_emitted"] > 0, "the instrumented side emitted no trace records"
+
+
+@pytest.mark.timeout(600)
+def test_peers_runs_llmmetrics_through_the_peer_harness(tmp_path: Path) -> None:
+    """peers.py with no peers selected still measures llmmetrics in a fresh process and writes the table."""
+    data = run("peers.py", "--calls", "20", "--cpu-calls", "10", "--cpu-blocks", "1", "--only", results=tmp_path)
+    ours = data["results"]["llmmetrics"]
+    assert "rows" in ours, ours.get("error")
+    assert {(r["mode"], r["workload"]) for r in ours["rows"]} >= {("sync", "chat"), ("sync", "chat_stream"),
+                                                                   ("sync", "responses"), ("async", "chat")}
+    for row in ours["rows"]:
+        assert "error" not in row, row["error"]
+        assert_timed(row)
+    assert [r["peer"] for r in data["table"]] == ["llmmetrics"] * len(ours["rows"])
+    assert data["collector_requests"] > 0, "the Loki sink pushed nothing to the local endpoint"
+
+
+@pytest.mark.timeout(600)
+def test_dead_backend_measures_live_refused_and_stalled(tmp_path: Path) -> None:
+    """dead_backend.py reports overhead and the Loki queue for each backend state, within the cap."""
+    data = run("dead_backend.py", "--calls", "30", "--queue-bytes", "50000", results=tmp_path)
+    rows = {r["state"]: r for r in data["rows"]}
+    assert set(rows) == {"live", "refused", "stalled"}
+    for row in rows.values():
+        assert_timed(row)
+        assert row["queue_within_cap"], row
+        assert row["queue_cap_bytes"] == 50000
+
+
+@pytest.mark.timeout(600)
+def test_memory_samples_rss_and_holds_the_model_cap(tmp_path: Path) -> None:
+    """memory.py samples RSS over the run and keeps llm_requests_total at the model cardinality cap."""
+    data = run("memory.py", "--calls", "200", "--models", "120", results=tmp_path)
+    rss = data["rss"]
+    assert len(rss["samples"]) == 11 and rss["samples"][-1]["calls"] == 200
+    assert all(s["rss_mb"] > 0 for s in rss["samples"])
+    card = data["cardinality"]
+    assert card["distinct_models_called"] == 120
+    assert card["model_label_values"] == card["max_models"] + 1 and card["other_present"]
+    assert card["model_overflow_total"] == 120 - card["max_models"]
