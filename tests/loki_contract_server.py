@@ -16,7 +16,7 @@ refuses what Loki's distributor refuses, with Loki's status codes and error text
 Like Loki, a structural error refuses the whole push; an entry-level error (line too long, too old, out of
 order, or the ``poison`` predicate) discards that entry, keeps the others and answers 400 with the error.
 
-It can be told to fail (500), stall (hold requests unanswered until released), answer 429 with
+It can be told to fail (500, always or every n-th push), stall (hold requests unanswered until released), answer 429 with
 ``Retry-After``, or go down (stop listening and cut open connections) and come back up on the same port.
 
 >>> with LokiContractServer() as loki:
@@ -83,6 +83,8 @@ class LokiContractServer:
         self._fail_status = 500
         self._retry_after: str | None = None
         self._poison: Callable[[str], bool] | None = None
+        self._every = 0
+        self._pushes_seen = 0
         self._release = threading.Event()
         self._lock = threading.Condition()
         self._connections: set[socket.socket] = set()
@@ -136,6 +138,10 @@ class LokiContractServer:
     def fail(self, status: int = 500) -> None:
         """Answer every push with ``status`` (a 5xx) and Loki-like error text."""
         self._mode, self._fail_status = "fail", status
+
+    def fail_every(self, n: int, status: int = 500) -> None:
+        """Answer every ``n``-th push with ``status`` and serve the others normally (a flaky Loki)."""
+        self._mode, self._fail_status, self._every = "flaky", status, n
 
     def rate_limit(self, retry_after: str | None = "1") -> None:
         """Answer every push 429 with this ``Retry-After`` value (seconds or an HTTP date)."""
@@ -346,7 +352,10 @@ class _PushHandler(BaseHTTPRequestHandler):
             owner._record(Attempt(arrived, 404, headers), [], [])
             self._answer(404, "404 page not found")
             return
-        if owner._mode == "fail":
+        with owner._lock:
+            owner._pushes_seen += 1
+            flaky = owner._mode == "flaky" and owner._pushes_seen % owner._every == 0
+        if owner._mode == "fail" or flaky:
             owner._record(Attempt(arrived, owner._fail_status, headers), [], [])
             self._answer(owner._fail_status, "rpc error: code = Unavailable desc = ingester unavailable")
             return

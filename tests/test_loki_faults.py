@@ -124,6 +124,22 @@ class TestOutageThenRecovery:
         assert_exactly_once(loki, 1000)
 
 
+class TestFlakyLoki:
+    @pytest.mark.parametrize("spool", [False, True], ids=["memory", "spool"])
+    def test_every_third_push_failing_loses_and_duplicates_nothing(
+            self, harness: Harness, loki: LokiContractServer, tmp_path: Path, spool: bool) -> None:
+        """Many small batches with every third push answered 500: each record arrives exactly once."""
+        loki.fail_every(3)
+        sink = harness.sink(loki.url, loki_batch_max_entries=10, loki_max_backoff_seconds=0.05,
+                            loki_spool_dir=str(tmp_path) if spool else None)
+        n = 600
+        for i in range(n):
+            sink.emit(record(i))
+        assert sink.flush(60)
+        assert_exactly_once(loki, n)
+        assert harness.value("llmmetrics_loki_pushes_total", outcome="retry") >= 1
+
+
 class TestRateLimited:
     def test_429_storm_honours_retry_after_and_loses_nothing(self, harness: Harness, loki: LokiContractServer) -> None:
         """Under 429 with Retry-After: 1 the sink waits at least 1 s between attempts and delivers everything."""

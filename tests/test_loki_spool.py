@@ -180,3 +180,37 @@ class TestReplay:
         finally:
             again.close(2)
         assert os.listdir(tmp_path) == ["slot-0"]
+
+
+class TestFork:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+    def test_a_forked_child_spools_into_its_own_slot(self, tmp_path: Path) -> None:
+        """Parent and forked child never share spool files; each slot is replayed by whoever takes it next."""
+        with LokiContractServer() as loki:
+            loki.down()
+            config = Config(loki_url=loki.url, trace_file=None, loki_spool_dir=str(tmp_path),
+                            loki_batch_wait_seconds=0.05, loki_max_backoff_seconds=0.2)
+            parent = LokiSink(config, SelfMetrics(CollectorRegistry()))
+            parent.emit(record(0))
+            pid = os.fork()
+            if pid == 0:  # child: its records go to its own slot when it closes during the outage
+                try:
+                    for i in range(1, 4):
+                        parent.emit(record(i))
+                    parent.close(1.0)
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            parent.close(1.0)
+            slots = {p.parent.name for p in tmp_path.rglob("*.seg")}
+            assert slots == {"slot-0", "slot-1"}
+            loki.up()
+            replayers = [LokiSink(config, SelfMetrics(CollectorRegistry())) for _ in range(2)]
+            try:
+                assert all(s.flush(10) for s in replayers)
+            finally:
+                for s in replayers:
+                    s.close(2)
+            assert sorted(int(e.metadata["trace_id"], 16) for e in loki.accepted) == [0, 1, 2, 3]
