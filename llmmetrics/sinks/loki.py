@@ -60,7 +60,7 @@ DROP_REASONS = ("queue_full", "spool_full", "rejected", "too_old", "line_too_lon
 class LokiSink:
     """A ``Sink`` that pushes records to Loki's ``/loki/api/v1/push`` from a background worker.
 
-    Memory is bounded by ``loki_queue_max_bytes`` (plus the batch being sent); the spool on disk by
+    Memory is bounded by ``loki_queue_max_bytes`` (plus the two batches in flight); the spool on disk by
     ``loki_spool_max_bytes``. ``flush``/``close`` wait with a bound and never hang, even on a stalled Loki.
     """
 
