@@ -77,7 +77,7 @@ class LokiSink:
         self._encoder = encoder if encoder is not None else PushEncoder(
             labels, structured_metadata=config.loki_structured_metadata)
         self._queue_max = config.loki_queue_max_bytes
-        self._batch_max_bytes = config.loki_batch_max_bytes
+        self._batch_max_bytes = self._batch_ready_bytes = config.loki_batch_max_bytes
         self._batch_max_entries = config.loki_batch_max_entries
         self._batch_wait = config.loki_batch_wait_seconds
         self._spool_watermark = config.loki_queue_max_bytes // 2
@@ -159,16 +159,16 @@ class LokiSink:
             if size > MAX_LINE_BYTES:
                 self._line_too_long.inc()
                 return
-            size += RECORD_OVERHEAD_BYTES
+            queue = self._queue
             with self._lock:
-                queue = self._queue
                 queue.append(record)
-                self._queued_bytes += size
-                if self._queued_bytes > self._queue_max:
+                queued = self._queued_bytes = self._queued_bytes + size + RECORD_OVERHEAD_BYTES
+                if queued > self._queue_max:
                     self._shed_oldest()
-                ready = len(queue) == 1 or len(queue) >= self._batch_max_entries or \
-                    self._queued_bytes >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES
-            if ready and not self._wake.is_set():
+                n = len(queue)
+            # wake the worker for the first record (it starts the batch timer) and for a full batch
+            if (n == 1 or n >= self._batch_max_entries or queued >= self._batch_ready_bytes + n * RECORD_OVERHEAD_BYTES) \
+                    and not self._wake.is_set():
                 self._wake.set()
         except Exception:  # never break the user's call
             logger.debug("Loki sink could not queue a record", exc_info=True)
