@@ -129,6 +129,15 @@ def run(trace_id: str, user: str, flags: dict, ts_ns: int, calls: list[dict]) ->
     }
 
 
+def first_run_traces(path: Path) -> list[str]:
+    """Trace ids of the first agent runs in a generated file (for the tree query when reusing one)."""
+    with open(path, "rb") as lines:
+        for line in lines:
+            if line.startswith(b'{"kind":"run"'):
+                return [orjson.loads(line)["trace_id"]]
+    raise SystemExit(f"{path} holds no run record: generate it with --keep")
+
+
 def time_query(path: Path, args: list[str]) -> tuple[float, float, int]:
     """Wall and CPU seconds for one run of the command (output discarded), and its output line count.
 
@@ -148,16 +157,23 @@ def main_benchmark() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--keep", metavar="PATH", help="write the records here and keep them (default: a temp file)")
+    parser.add_argument("--reuse", metavar="PATH", help="time the queries over a file an earlier --keep wrote")
     parser.add_argument("--repeat", type=int, default=2, help="runs per query; the best is reported")
     options = parser.parse_args()
     for var in [v for v in os.environ if v.startswith("LLMMETRICS_")]:
         del os.environ[var]
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(options.keep) if options.keep else Path(tmp) / "traces.jsonl"
-        started = time.perf_counter()
-        size, run_traces = generate(path, options.records)
-        print(f"generated {options.records:,} records ({size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f} s")
+        if options.reuse:
+            path = Path(options.reuse)
+            size, run_traces = path.stat().st_size, first_run_traces(path)
+            options.records = sum(1 for _ in open(path, "rb"))
+            print(f"reusing {options.records:,} records ({size / 1e6:,.0f} MB) from {path}")
+        else:
+            path = Path(options.keep) if options.keep else Path(tmp) / "traces.jsonl"
+            started = time.perf_counter()
+            size, run_traces = generate(path, options.records)
+            print(f"generated {options.records:,} records ({size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f} s")
         queries = [
             ("errors of a model in the last 6 h, slowest first",
              ["--status", "error", "--model", "gpt-4o-mini", "--since", "6h", "--sort", "-latency", "--limit", "20"]),

