@@ -8,9 +8,9 @@ counted, never fatal (only lines the filters had to look at can be counted).
 Speed on a million records comes from parsing as few lines as possible, and from working on whole blocks
 of lines in C (``bytes.find``, ``split``, one regex pass) rather than line by line in Python:
 
-- a block without a required exact value (``"status":"error"``), free text, or any timestamp in range is
-  skipped whole;
-- when an exact value or free text is required, only the lines around its occurrences are cut out;
+- a block without a required exact value (``"status":"error"``) or the free text is skipped whole, and
+  otherwise only the lines around the rarest required value are cut out; without one, a block with no
+  timestamp in the time range is skipped whole;
 - a top-N selection skips blocks, then lines, whose numbers cannot beat the N-th best held so far.
 
 Every such test only ever lets extra lines through to the parser; the tests compare each with parsing
