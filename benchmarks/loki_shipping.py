@@ -41,17 +41,16 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from llmmetrics.config import Config  # noqa: E402
-from llmmetrics.metrics import SelfMetrics  # noqa: E402
-from llmmetrics.record import Record  # noqa: E402
-from llmmetrics.sinks.loki import LokiSink  # noqa: E402
-from llmmetrics.sinks.loki_push import HTTPTransport, PushEncoder  # noqa: E402
+import orjson
 
-import orjson  # noqa: E402
+from llmmetrics.config import Config
+from llmmetrics.metrics import SelfMetrics
+from llmmetrics.record import Record
+from llmmetrics.sinks.loki import LokiSink
+from llmmetrics.sinks.loki_push import HTTPTransport, PushEncoder
 
 RESULTS = REPO / "benchmarks" / "results" / "loki_shipping.json"
-WORDS = ("the order refund customer shipping invoice delayed package please check status account payment "
-         "card address warehouse tracking number reply summary agent policy return window days").split()
+WORDS = ["the", "order", "refund", "customer", "shipping", "invoice", "delayed", "package", "please", "check", "status", "account", "payment", "card", "address", "warehouse", "tracking", "number", "reply", "summary", "agent", "policy", "return", "window", "days"]
 LABELS = {"service_name": "bench", "env": "bench"}
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
-__all__ = ["LokiContractServer", "Entry", "Attempt"]
+__all__ = ["Attempt", "Entry", "LokiContractServer"]
 
 PUSH_PATH = "/loki/api/v1/push"
 MAX_LINE_BYTES = 256 * 1024
@@ -118,7 +118,7 @@ class LokiContractServer:
     def __enter__(self) -> LokiContractServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property

@@ -12,7 +12,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "loki.md"
 
 def test_every_logql_example_in_the_loki_doc_parses() -> None:
     """Each ```logql block of docs/loki.md is valid LogQL per @grafana/lezer-logql."""
-    queries = re.findall(r"```logql\n(.*?)\n```", DOC.read_text(), flags=re.S)
+    queries = re.findall(r"```logql\n(.*?)\n```", DOC.read_text(), flags=re.DOTALL)
     assert len(queries) >= 6
     errors = logql_parse_errors(queries)
     assert all(e == [] for e in errors), [(q, e) for q, e in zip(queries, errors) if e]

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer
-from loki_contract_server import LokiContractServer
 
 
 @pytest.fixture()

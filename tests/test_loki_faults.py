@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -16,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 from llmmetrics.config import Config
 from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks.loki import RECORD_OVERHEAD_BYTES, LokiSink
-from loki_contract_server import LokiContractServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,7 +153,7 @@ class TestRateLimited:
         assert sink.flush(30)
         assert_exactly_once(loki, 300)
         limited = [a.at for a in loki.attempts if a.status == 429]
-        gaps = [b - a for a, b in zip(limited, limited[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(limited)]
         assert gaps and min(gaps) >= 0.9, gaps  # Retry-After beats the 0.1 s backoff cap
         assert harness.value("llmmetrics_export_errors_total", sink="loki", reason="http_429") >= 3
         assert harness.value("llmmetrics_loki_retries_total") >= 3
@@ -168,7 +169,7 @@ class TestRateLimited:
         assert sink.flush(30)
         assert_exactly_once(loki, 50)
         failed = [a.at for a in loki.attempts if a.status == 500]
-        gaps = [b - a for a, b in zip(failed, failed[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(failed)]
         assert max(gaps) < 0.3 + 1.0  # cap plus generous scheduling slack
         assert min(gaps) >= 0.04  # never a tight loop
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 from llmmetrics.config import Config, ConfigError
@@ -18,7 +19,6 @@ from llmmetrics.record import Record
 from llmmetrics.sinks import Sink
 from llmmetrics.sinks.loki import LokiSink
 from llmmetrics.sinks.loki_push import COMPRESSOR, PushEncoder, parse_retry_after, stream_labels
-from loki_contract_server import LokiContractServer
 
 
 def record(i: int, *, ts_ns: int | None = None, level: str = "info", provider: str = "openai",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 from llmmetrics.config import Config, ConfigError
@@ -17,7 +18,6 @@ from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks.loki import LokiSink
 from llmmetrics.sinks.spool import MAX_SLOTS, Spool, SpoolError
-from loki_contract_server import LokiContractServer
 
 
 def record(i: int, *, ts_ns: int | None = None) -> Record:

@@ -77,7 +77,7 @@ class LokiSink:
         self._encoder = encoder if encoder is not None else PushEncoder(
             labels, structured_metadata=config.loki_structured_metadata)
         self._queue_max = config.loki_queue_max_bytes
-        self._batch_max_bytes = self._batch_ready_bytes = config.loki_batch_max_bytes
+        self._batch_max_bytes = config.loki_batch_max_bytes
         self._batch_max_entries = config.loki_batch_max_entries
         self._batch_wait = config.loki_batch_wait_seconds
         self._spool_watermark = config.loki_queue_max_bytes // 2
@@ -133,7 +133,8 @@ class LokiSink:
                           segment_max_bytes=config.loki_batch_max_bytes,
                           segment_max_records=config.loki_batch_max_entries, on_drop=self._count_drop)
         except SpoolError as e:
-            raise ConfigError(f"loki_spool_dir: {e.strerror} (argument loki_spool_dir or LLMMETRICS_LOKI_SPOOL_DIR)") from None
+            raise ConfigError(f"loki_spool_dir: {e.strerror} "
+                              "(argument loki_spool_dir or LLMMETRICS_LOKI_SPOOL_DIR)") from None
         except OSError as e:
             raise ConfigError(f"loki_spool_dir: cannot read the spool in {config.loki_spool_dir!r}: {e} "
                               "(argument loki_spool_dir or LLMMETRICS_LOKI_SPOOL_DIR)") from None
@@ -167,7 +168,7 @@ class LokiSink:
                     self._shed_oldest()
                 n = len(queue)
             # wake the worker for the first record (it starts the batch timer) and for a full batch
-            if (n == 1 or n >= self._batch_max_entries or queued >= self._batch_ready_bytes + n * RECORD_OVERHEAD_BYTES) \
+            if (n == 1 or n >= self._batch_max_entries or queued >= self._batch_max_bytes + n * RECORD_OVERHEAD_BYTES) \
                     and not self._wake.is_set():
                 self._wake.set()
         except Exception:  # never break the user's call
@@ -279,7 +280,8 @@ class LokiSink:
                     first_seen = now
                 due = bool(queue) and (self._flush_requested or self._stopping
                                        or len(queue) >= self._batch_max_entries
-                                       or self._queued_bytes >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES
+                                       or self._queued_bytes
+                                       >= self._batch_max_bytes + len(queue) * RECORD_OVERHEAD_BYTES
                                        or now - first_seen >= self._batch_wait  # type: ignore[operator]
                                        or (until is not None and now >= until))
                 if due:
@@ -357,7 +359,7 @@ class LokiSink:
                     if body is None:
                         return
                 ahead: list[tuple[list[Record], bytes | None]] = []
-                outcome, delay = self._push(batch, body, (lambda: ahead.append(self._prefetch()))
+                outcome, delay = self._push(batch, body, (lambda ahead=ahead: ahead.append(self._prefetch()))
                                             if self.encode_ahead else None)
                 next_batch, next_body = ahead[0] if ahead else ([], None)
                 if outcome == "retry":
@@ -453,7 +455,8 @@ class LokiSink:
         if response is not None and 200 <= response.status < 300:
             self._pushes["success"].inc()
             if self._failures:
-                logger.info("Loki at %s accepts pushes again after %d failed attempts", self._display_url, self._failures)
+                logger.info("Loki at %s accepts pushes again after %d failed attempts", self._display_url,
+                            self._failures)
             self._failures = 0
             self._retry_at = 0.0
             return "success", 0.0

@@ -40,8 +40,17 @@ from ..config import Config, ConfigError
 from ..record import Record
 
 __all__ = [
-    "COMPRESSOR", "PUSH_PATH", "MAX_LINE_BYTES", "MAX_LABEL_NAMES", "MAX_LABEL_VALUE_CHARS",
-    "stream_labels", "PushEncoder", "PushResponse", "PushTransport", "HTTPTransport", "parse_retry_after",
+    "COMPRESSOR",
+    "MAX_LABEL_NAMES",
+    "MAX_LABEL_VALUE_CHARS",
+    "MAX_LINE_BYTES",
+    "PUSH_PATH",
+    "HTTPTransport",
+    "PushEncoder",
+    "PushResponse",
+    "PushTransport",
+    "parse_retry_after",
+    "stream_labels",
 ]
 
 PUSH_PATH = "/loki/api/v1/push"

@@ -35,7 +35,7 @@ import orjson
 
 from ..record import Record
 
-__all__ = ["Spool", "SpoolError", "MAX_SLOTS"]
+__all__ = ["MAX_SLOTS", "Spool", "SpoolError"]
 
 _FRAME = struct.Struct("<II")
 _MAX_FRAME = 64 * 1024 * 1024
@@ -59,7 +59,7 @@ def _decode(payload: bytes) -> Record:
 
 
 class _Segment:
-    __slots__ = ("seq", "path", "bytes", "records")
+    __slots__ = ("bytes", "path", "records", "seq")
 
     def __init__(self, seq: int, path: str, size: int, records: int) -> None:
         self.seq, self.path, self.bytes, self.records = seq, path, size, records
