@@ -16,6 +16,7 @@ import functools
 import heapq
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeVar
@@ -179,9 +180,9 @@ def number_bound(line: bytes, key: bytes, largest: bool) -> int | float | None:
 TIME_KEY = b'"ts_ns":'
 
 
-def numbers_in(text: bytes, pattern: re.Pattern[bytes]) -> list[int | float]:
-    """Every number ``pattern`` (see :func:`number_pattern`) captures in ``text``, ints kept exact."""
-    found = pattern.findall(text)
+def numbers_in(data: Any, pattern: re.Pattern[bytes], start: int = 0, end: int = sys.maxsize) -> list[int | float]:
+    """Every number ``pattern`` (see :func:`number_pattern`) captures in ``data[start:end]``, ints kept exact."""
+    found = pattern.findall(data, start, end)
     try:
         return list(map(int, found))
     except ValueError:  # some have a fraction: floats (only nanosecond timestamps need int exactness)
@@ -437,17 +438,18 @@ class CompiledQuery:
                 return number_pattern(key), low, high
         return None
 
-    def block_may_match(self, block: bytes) -> bool:
-        """False when no line of ``block`` (many whole lines) can match because a required exact value or
-        the free text is absent. Tokens count in their compact or spaced form (see :class:`Token`)."""
-        if self.text is not None and self.text not in block:
+    def block_may_match(self, data: Any, start: int, end: int) -> bool:
+        """False when no line of the block ``data[start:end]`` (whole lines of a mapped file, searched in
+        place) can match because a required exact value or the free text is absent. Tokens count in their
+        compact or spaced form (see :class:`Token`)."""
+        if self.text is not None and data.find(self.text, start, end) < 0:
             return False
         for token in self.tokens:
-            if token.compact not in block and token.spaced not in block:
+            if data.find(token.compact, start, end) < 0 and data.find(token.spaced, start, end) < 0:
                 return False
         return True
 
-    def block_in_time(self, block: bytes) -> bool:
+    def block_in_time(self, data: Any, start: int, end: int) -> bool:
         """False when no timestamp in ``block`` lies in the time range (one regex pass over the block).
 
         Trace files are written in time order, so most blocks lie wholly outside a time range; a latency
@@ -456,7 +458,7 @@ class CompiledQuery:
         if self.time_pattern is None:
             return True
         pattern, low, high = self.time_pattern
-        timestamps = numbers_in(block, pattern)
+        timestamps = numbers_in(data, pattern, start, end)
         if not timestamps or max(timestamps) < low or min(timestamps) > high:
             return False
         return any(low <= value <= high for value in timestamps)

@@ -31,13 +31,16 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import orjson
 
 from .filters import NUMERIC_FIELDS, Query, Reversed, SortOrder, field_key, number_bound, number_pattern
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
+
+#: what blocks are searched in: the memory-mapped file (or bytes, which offer the same find/slice/regex API)
+Buffer = Union[mmap.mmap, bytes]
 
 #: files are read in blocks of whole lines about this large, in either direction
 _BLOCK = 2 << 20
@@ -125,27 +128,28 @@ class LocalScan:
         to_number = int if order.field == "ts_ns" else float  # only nanosecond timestamps need int exactness
         recent_winners = [False]  # did the last block hold a number beating the worst? (then one pass)
 
-        def block_candidates(block: bytes) -> list[tuple[int, bytes]] | None:
+        def block_candidates(data: Buffer, start: int, end: int) -> list[tuple[int, bytes]] | None:
             """None: every line may beat the worst held; else only the lines listed (none: skip the block)."""
             if pattern is None or len(heap) < limit or not heap[0][0][0]:
                 return None  # not full yet, or records without a value are held: nothing to prune with
             worst = heap[0][0][1] if descending else heap[0][0][1].value
             if not numeric:
-                texts = pattern.findall(block)
-                if block.count(key) != len(texts) + block.count(key + b"null"):  # type: ignore[operator]
+                block = data[start:end]
+                if block.count(key) != len(pattern.findall(block)) + block.count(key + b"null"):  # type: ignore[operator]
                     return None  # some values are not numbers: no bound for the block
             elif not recent_winners[0]:
                 # Blocks beating nothing are the common case: one C pass, then max/min, skips them.
-                numbers = _numbers(pattern.findall(block))
+                numbers = _numbers(pattern.findall(data, start, end))
                 if not numbers or not (max(numbers) > worst if descending else min(numbers) < worst):
                     return []  # no number here beats the worst held, and lines without one rank last
             # Where beating numbers are found, cut out just their lines.
+            found = pattern.finditer(data, start, end)
             if descending:
-                positions = [m.start() for m in pattern.finditer(block) if to_number(m.group(1)) > worst]
+                positions = [m.start() for m in found if to_number(m.group(1)) > worst]
             else:
-                positions = [m.start() for m in pattern.finditer(block) if to_number(m.group(1)) < worst]
+                positions = [m.start() for m in found if to_number(m.group(1)) < worst]
             recent_winners[0] = bool(positions)
-            return _lines_at(positions, block)
+            return _lines_at(positions, data, start, end)
 
         scan = self._scan(newest_first=order.is_time and descending, line_hook=line_may_beat,
                           block_hook=block_candidates)
@@ -167,7 +171,7 @@ class LocalScan:
         *,
         newest_first: bool,
         line_hook: Callable[[bytes], bool] | None = None,
-        block_hook: Callable[[bytes], list[tuple[int, bytes]] | None] | None = None,
+        block_hook: Callable[[Buffer, int, int], list[tuple[int, bytes]] | None] | None = None,
     ) -> Iterator[Match]:
         """Matches in file order (or newest first), looking at as few lines as the filters allow.
 
@@ -197,30 +201,31 @@ class LocalScan:
             if mapped is None:
                 continue  # empty
             with mapped:
-                for block_offset, block in _blocks_backwards(mapped) if newest_first else _blocks(mapped):
-                    self.bytes_read += len(block)
-                    if not compiled.block_may_match(block):
+                # Blocks are ranges of the mapped file: searched in place, only lines are copied out.
+                for start, end in _blocks_backwards(mapped) if newest_first else _blocks(mapped):
+                    self.bytes_read += end - start
+                    if not compiled.block_may_match(mapped, start, end):
                         continue
                     if anchors is None:
-                        anchors = compiled.anchors(block)
+                        anchors = compiled.anchors(mapped[start:end])
                     if anchors:
-                        candidates = _lines_containing(block, anchors)
+                        candidates = _lines_containing(mapped, start, end, anchors)
                     else:
-                        if not compiled.block_in_time(block):
+                        if not compiled.block_in_time(mapped, start, end):
                             continue
-                        hooked = block_hook(block) if block_hook is not None else None
-                        candidates = _all_lines(block) if hooked is None else hooked
-                    for start, line in reversed(candidates) if newest_first else candidates:
+                        hooked = block_hook(mapped, start, end) if block_hook is not None else None
+                        candidates = _all_lines(mapped, start, end) if hooked is None else hooked
+                    for offset, line in reversed(candidates) if newest_first else candidates:
                         if not line_may_match(line) or (line_hook is not None and not line_hook(line)):
                             continue
                         try:
                             record = loads(line)
                         except decode_error:
                             if line.strip():
-                                self._count_malformed(file, block_offset + start, "not valid JSON")
+                                self._count_malformed(file, offset, "not valid JSON")
                             continue
                         if type(record) is not dict:
-                            self._count_malformed(file, block_offset + start, "not a JSON object")
+                            self._count_malformed(file, offset, "not a JSON object")
                             continue
                         if predicate(record):
                             yield Match(record, line.rstrip(b"\r"))
@@ -231,36 +236,36 @@ class LocalScan:
             self._malformed_at.append((file, offset, why))
 
 
-def _all_lines(block: bytes) -> list[tuple[int, bytes]]:
-    """(offset in block, line) for every line of a block of whole lines; offsets summed in C."""
-    lines = block.split(b"\n")
+def _all_lines(data: Buffer, start: int, end: int) -> list[tuple[int, bytes]]:
+    """(file offset, line) for every line of the block ``data[start:end]``; offsets summed in C."""
+    lines = data[start:end].split(b"\n")
     if lines[-1] == b"":
         lines.pop()  # after the block's final newline
-    return list(zip(itertools.accumulate(map((1).__add__, map(len, lines)), initial=0), lines))
+    return list(zip(itertools.accumulate(map((1).__add__, map(len, lines)), initial=start), lines))
 
 
-def _lines_containing(block: bytes, patterns: tuple[bytes, ...]) -> list[tuple[int, bytes]]:
-    """(offset in block, line) for the lines holding one of ``patterns``, in file order, each once."""
+def _lines_containing(data: Buffer, start: int, end: int, patterns: tuple[bytes, ...]) -> list[tuple[int, bytes]]:
+    """(file offset, line) for the lines of ``data[start:end]`` holding one of ``patterns``, in order, once."""
     positions: list[int] = []
     for pattern in patterns:
-        found = block.find(pattern)
+        found = data.find(pattern, start, end)
         while found >= 0:
             positions.append(found)
-            end = block.find(b"\n", found)
-            if end < 0:
+            newline = data.find(b"\n", found, end)
+            if newline < 0:
                 break
-            found = block.find(pattern, end)
-    return _lines_at(positions, block)
+            found = data.find(pattern, newline, end)
+    return _lines_at(positions, data, start, end)
 
 
-def _lines_at(positions: list[int], block: bytes) -> list[tuple[int, bytes]]:
-    """(offset in block, line) for the lines holding the given byte positions, in file order, each once."""
+def _lines_at(positions: list[int], data: Buffer, start: int, end: int) -> list[tuple[int, bytes]]:
+    """(file offset, line) for the lines of ``data[start:end]`` around the given positions, in order, once."""
     lines: dict[int, bytes] = {}
     for position in positions:
-        start = block.rfind(b"\n", 0, position) + 1
-        if start not in lines:
-            end = block.find(b"\n", position)
-            lines[start] = block[start:end] if end >= 0 else block[start:]
+        line_start = data.rfind(b"\n", start, position) + 1 or start
+        if line_start not in lines:
+            line_end = data.find(b"\n", position, end)
+            lines[line_start] = data[line_start:line_end if line_end >= 0 else end]
     return sorted(lines.items())
 
 
@@ -279,11 +284,8 @@ def _map(file: Path) -> mmap.mmap | None:
         return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _blocks(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
-    """(file offset, block) for blocks of whole lines about ``_BLOCK`` long, from the start of the file.
-
-    The file is memory-mapped, so a block is one copy out of the page cache: no read buffers, no joins.
-    """
+def _blocks(mapped: mmap.mmap) -> Iterator[tuple[int, int]]:
+    """(start, end) of blocks of whole lines about ``_BLOCK`` long, from the start of the file."""
     size, start = len(mapped), 0
     while start < size:
         end = min(start + _BLOCK, size)
@@ -292,11 +294,11 @@ def _blocks(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
             if newline < 0:  # one line longer than a block: take it whole
                 newline = mapped.find(b"\n", end)
             end = size if newline < 0 else newline + 1
-        yield start, mapped[start:end]
+        yield start, end
         start = end
 
 
-def _blocks_backwards(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
+def _blocks_backwards(mapped: mmap.mmap) -> Iterator[tuple[int, int]]:
     """The same blocks, from the end of the file back to its start."""
     end = len(mapped)
     while end > 0:
@@ -306,7 +308,7 @@ def _blocks_backwards(mapped: mmap.mmap) -> Iterator[tuple[int, bytes]]:
             if newline < 0:  # one line longer than a block: take it whole
                 newline = mapped.rfind(b"\n", 0, start)
             start = newline + 1
-        yield start, mapped[start:end]
+        yield start, end
         end = start
 
 
