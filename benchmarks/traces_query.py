@@ -29,15 +29,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmmetrics.cli import main as llmmetrics_main  # noqa: E402
+from llmmetrics.cli import main as llmmetrics_main
 
 MODELS = [("gpt-4o-mini", 0.15, 0.6, 0.55), ("gpt-4o", 2.5, 10.0, 0.25), ("text-embedding-3-small", 0.02, 0.0, 0.1),
           ("o3-mini", 1.1, 4.4, 0.07), ("my-finetune", None, None, 0.03)]
 ERRORS = [("RateLimitError", 429, "Rate limit reached for requests"), ("APITimeoutError", None, "Request timed out."),
           ("InternalServerError", 500, "The server had an error while processing your request."),
           ("BadRequestError", 400, "Invalid 'messages': empty array.")]
-WORDS = ("invoice refund order shipping account password plan upgrade cancel billing address delivery "
-         "return policy discount coupon warranty tracking payment receipt subscription").split()
+WORDS = ["invoice", "refund", "order", "shipping", "account", "password", "plan", "upgrade", "cancel", "billing", "address", "delivery", "return", "policy", "discount", "coupon", "warranty", "tracking", "payment", "receipt", "subscription"]
 
 
 def generate(path: Path, count: int, seed: int = 1) -> tuple[int, list[str]]:
@@ -167,7 +166,8 @@ def main_benchmark() -> None:
         if options.reuse:
             path = Path(options.reuse)
             size, run_traces = path.stat().st_size, first_run_traces(path)
-            options.records = sum(1 for _ in open(path, "rb"))
+            with open(path, "rb") as lines:
+                options.records = sum(1 for _ in lines)
             print(f"reusing {options.records:,} records ({size / 1e6:,.0f} MB) from {path}")
         else:
             path = Path(options.keep) if options.keep else Path(tmp) / "traces.jsonl"

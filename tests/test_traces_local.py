@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from llmmetrics.traces.aggregate import aggregate
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces import local
+from llmmetrics.traces.aggregate import aggregate
 from llmmetrics.traces.filters import Query, SortOrder
 from llmmetrics.traces.local import LocalScan, NoTraceFiles, trace_files
 from llmmetrics.traces.render import render_table

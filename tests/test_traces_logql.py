@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from logql_grammar import (
+    logql_parse_errors,  # tests/ is on sys.path under pytest (rootdir-less test dir)
+)
 
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.filters import Query
 from llmmetrics.traces.logql import build_logql, logql_string
-from logql_grammar import logql_parse_errors  # tests/ is on sys.path under pytest (rootdir-less test dir)
 
 
 def main(args: list[str]) -> int:
@@ -42,8 +44,8 @@ CASES: list[tuple[Query, str]] = [
     (
         Query(status="error", model="gpt-4o-mini", user_id="u-42", text="timeout", min_latency_ms=3000,
               max_cost_usd=0.1, provider="openai"),
-        '{service_name="checkout", provider="openai", level="error"} |= "timeout" | user_id="u-42" | json'
-        ' | kind="call" | model="gpt-4o-mini" | latency_ms >= 3000 | cost_usd <= 0.1 | __error__=""',
+        ('{service_name="checkout", provider="openai", level="error"} |= "timeout" | user_id="u-42" | json'
+         ' | kind="call" | model="gpt-4o-mini" | latency_ms >= 3000 | cost_usd <= 0.1 | __error__=""'),
     ),
 ]
 
@@ -118,7 +120,7 @@ class TestDocumentedExamples:
 
         monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
         lines = (Path(__file__).resolve().parents[1] / "docs" / "traces.md").read_text().splitlines()
-        examples = [(lines[i], lines[i + 1]) for i, line in enumerate(lines)
+        examples = [(line, lines[i + 1]) for i, line in enumerate(lines)
                     if line.startswith("$ llmmetrics traces") and line.endswith("--print-logql")]
         assert len(examples) >= 5
         for command, shown in examples:

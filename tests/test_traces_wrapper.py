@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from test_traces_loki import Entry, FakeLoki
 
 import llmmetrics
-from llmmetrics.fake_server import FakeLLMServer, LatencyModel
 from llmmetrics.cli import main as llmmetrics_main
+from llmmetrics.fake_server import FakeLLMServer, LatencyModel
 from llmmetrics.traces.local import trace_files
 
 
@@ -48,14 +48,12 @@ def make_calls(client: openai.OpenAI, slow_client: openai.OpenAI) -> str:
             pass
         client.responses.create(model="gpt-4o-mini", input="summarise the refund policy")
         slow_client.chat.completions.create(model="gpt-4o-mini", messages=ask)
-    with llmmetrics.bind_context(user_id="u-42", feature_flags={"new_prompt": True}):
-        with llmmetrics.trace_run("planner") as run:
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "plan"}])
-            with llmmetrics.trace_run("search"):
-                with pytest.raises(openai.InternalServerError):
-                    client.chat.completions.create(model="gpt-4o", messages=ask,
-                                                   extra_headers={"x-fake-fault": "server_error"})
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "answer"}])
+    with llmmetrics.bind_context(user_id="u-42", feature_flags={"new_prompt": True}), \
+            llmmetrics.trace_run("planner") as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "plan"}])
+        with llmmetrics.trace_run("search"), pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="gpt-4o", messages=ask, extra_headers={"x-fake-fault": "server_error"})
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "answer"}])
     for i in range(12):  # more traffic, written batch by batch, so the small file rotates several times
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"filler {i}"}])
         assert llmmetrics.flush(10)
@@ -105,7 +103,7 @@ def cli_json(capsys, path: Path, *args: str) -> list[dict[str, Any]]:
 
 
 Reference = Callable[[dict[str, Any]], bool]
-CALL: Reference = lambda r: r["kind"] == "call"  # noqa: E731
+CALL: Reference = lambda r: r["kind"] == "call"
 CASES: list[tuple[list[str], Reference]] = [
     ([], CALL),
     (["--status", "error"], lambda r: CALL(r) and r["status"] == "error"),

@@ -85,7 +85,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_fi
     return sorted(groups.values(), key=lambda g: (-g.total, -g.records, g.key))
 
 
-def _formatter(sum_field: str | None):  # noqa: ANN202 - a small private chooser
+def _formatter(sum_field: str | None):
     path = _field(sum_field) or ""
     if path.endswith("cost_usd"):
         return format_usd

@@ -26,7 +26,14 @@ import orjson
 
 from ..config import Config, ConfigError
 from .aggregate import aggregate, render_groups_json, render_groups_table
-from .filters import Query, QueryError, SortOrder, parse_cost, parse_latency_ms, parse_time_ns
+from .filters import (
+    Query,
+    QueryError,
+    SortOrder,
+    parse_cost,
+    parse_latency_ms,
+    parse_time_ns,
+)
 from .local import LocalScan, Match, NoTraceFiles
 from .logql import build_logql
 from .loki_client import LokiClient, LokiError

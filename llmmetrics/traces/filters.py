@@ -26,13 +26,13 @@ T = TypeVar("T")
 __all__ = [
     "Query",
     "QueryError",
-    "SortOrder",
     "Reversed",
-    "path_getter",
+    "SortOrder",
     "parse_cost",
     "parse_duration",
     "parse_latency_ms",
     "parse_time_ns",
+    "path_getter",
 ]
 
 KINDS = ("call", "run", "all")
@@ -369,7 +369,7 @@ class Query:
             wanted = getattr(self, attribute)
             if wanted is None:
                 continue
-            checks.append(lambda r, get=path_getter(path), w=wanted: get(r) == w)
+            checks.append(_equals(path_getter(path), wanted))
             if _VERBATIM_JSON.match(wanted):
                 tokens.append(Token.of(path, wanted))
         ranges: list[tuple[bytes, float, float]] = []
@@ -386,6 +386,10 @@ class Query:
         return CompiledQuery(checks=tuple(checks), tokens=tuple(tokens), text=text, ranges=tuple(ranges))
 
 
+def _equals(get: Callable[[Mapping[str, Any]], Any], wanted: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda record: get(record) == wanted
+
+
 def _range_check(field: str, low: float | None, high: float | None) -> Callable[[Mapping[str, Any]], bool]:
     """``low <= record[field]`` (inclusive) and ``record[field] <= high``; ts_ns's upper bound is exclusive."""
     exclusive_high = field == "ts_ns"
@@ -396,9 +400,7 @@ def _range_check(field: str, low: float | None, high: float | None) -> Callable[
             return False
         if low is not None and value < low:
             return False
-        if high is not None and (value >= high if exclusive_high else value > high):
-            return False
-        return True
+        return high is None or (value < high if exclusive_high else value <= high)
 
     return check
 

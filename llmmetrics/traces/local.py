@@ -31,16 +31,24 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
-from .filters import NUMERIC_FIELDS, Query, Reversed, SortOrder, field_key, number_bound, number_pattern
+from .filters import (
+    NUMERIC_FIELDS,
+    Query,
+    Reversed,
+    SortOrder,
+    field_key,
+    number_bound,
+    number_pattern,
+)
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
 #: what blocks are searched in: the memory-mapped file (or bytes, which offer the same find/slice/regex API)
-Buffer = Union[mmap.mmap, bytes]
+Buffer = mmap.mmap | bytes
 
 #: files are read in blocks of whole lines about this large, in either direction
 _BLOCK = 2 << 20
@@ -113,7 +121,7 @@ class LocalScan:
         descending = order.descending
         heap: list[tuple[tuple[bool, Any], int, Match]] = []
 
-        def beats_worst(bound: int | float | None, text: bytes) -> bool:
+        def beats_worst(bound: float | None, text: bytes) -> bool:
             if bound is None:
                 if not numeric and text.count(key) != text.count(key + b"null"):  # type: ignore[operator]
                     return True  # a string or an object: no bound to prune with

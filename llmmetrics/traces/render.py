@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-
 __all__ = ["format_ms", "format_tokens", "format_usd", "render_json_lines", "render_table", "render_tree"]
 
 FAILED = "✗"
