@@ -96,9 +96,12 @@ class LocalScan:
     command can report e.g. "2 malformed lines skipped" instead of failing or losing them silently.
     """
 
-    def __init__(self, path: str | os.PathLike[str], query: Query) -> None:
+    def __init__(self, path: str | os.PathLike[str], query: Query, *, content: bool = True) -> None:
+        """``content=False``: records come without ``messages``, ``kwargs`` and ``output`` (``Match.line``
+        keeps them), which parses a typical call record several times faster."""
         self.path = Path(path)
         self.query = query
+        self.content = content
         self.files: list[Path] = []
         self.bytes_read = 0
         self.malformed = 0
@@ -227,7 +230,7 @@ class LocalScan:
                         if not line_may_match(line) or (line_hook is not None and not line_hook(line)):
                             continue
                         try:
-                            record = loads(line)
+                            record = loads(line) if self.content else _load_without_content(line)
                         except decode_error:
                             if line.strip():
                                 self._count_malformed(file, offset, "not valid JSON")
@@ -242,6 +245,36 @@ class LocalScan:
         self.malformed += 1
         if len(self._malformed_at) < 3:
             self._malformed_at.append((file, offset, why))
+
+
+#: As the file sink writes a call record, its bulky content sits in one run of keys between these two.
+_CONTENT_FROM, _CONTENT_TO = b',"messages":', b',"finish_reason":'
+#: Keys every call record has (spec) apart from the content: if a cut loses one, it cut the wrong span.
+_CALL_KEYS = frozenset({
+    "kind", "call_id", "trace_id", "span_id", "timestamp", "ts_ns", "service", "env", "provider", "operation",
+    "model", "status", "latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error",
+    "finish_reason", "user_id", "request_id", "feature_flags", "context",
+})
+
+
+def _load_without_content(line: bytes) -> Any:
+    """Parse a record without its ``messages``/``kwargs``/``output`` span, else the whole line.
+
+    ``"key":`` occurs in a JSON line only as a real key (quotes inside strings are escaped). If the end
+    marker found belongs to a nested object, the cut leaves unbalanced brackets and does not parse; if the
+    writer ordered keys differently, the cut loses a required key. Either way the whole line is parsed.
+    """
+    start = line.find(_CONTENT_FROM)
+    if start >= 0:
+        end = line.find(_CONTENT_TO, start)
+        if end >= 0:
+            try:
+                record = orjson.loads(line[:start] + line[end:])
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is dict and _CALL_KEYS <= record.keys():
+                return record
+    return orjson.loads(line)
 
 
 def _all_lines(data: Buffer, start: int, end: int) -> list[tuple[int, bytes]]:
