@@ -403,37 +403,6 @@ class TestSorting:
             "traces.jsonl.1:5: not a JSON object", "traces.jsonl.2:4: not valid JSON", "traces.jsonl:9: not valid JSON"]
 
 
-class TestContentSkipping:
-    def test_records_without_content_keep_every_other_field(self) -> None:
-        """The sink's layout: messages/kwargs/output are cut before parsing, nothing else is lost."""
-        record = call_record(1, ago=timedelta(0))
-        parsed = local._load_without_content(orjson.dumps(record))
-        assert parsed == {k: v for k, v in record.items() if k not in ("messages", "kwargs", "output")}
-
-    @pytest.mark.parametrize("layout", ["nested marker", "other key order", "sorted keys", "no content"])
-    def test_unexpected_layouts_fall_back_to_the_whole_record(self, layout: str) -> None:
-        """A nested "finish_reason", keys in another order, or no messages at all: the full record comes back."""
-        record = call_record(1, ago=timedelta(0))
-        if layout == "nested marker":
-            record["messages"] = [{"role": "assistant", "content": "x", "finish_reason": "stop"}]
-        elif layout == "other key order":
-            model = record.pop("model")
-            items = list(record.items())
-            at = next(i for i, (k, _) in enumerate(items) if k == "messages") + 1
-            record = dict(items[:at] + [("model", model)] + items[at:])
-        elif layout == "sorted keys":
-            record = dict(sorted(record.items()))
-        else:
-            del record["messages"]
-        assert local._load_without_content(orjson.dumps(record)) == record
-
-    def test_a_field_inside_the_content_can_still_be_grouped_by(self, trace_file: Path, capsys) -> None:
-        """--by kwargs.temperature needs the content: the command parses it in full then."""
-        code, out, _ = traces(capsys, "--file", str(trace_file), "--by", "kwargs.temperature", "--format", "json")
-        assert code == 0
-        assert [(r["key"], r["records"]) for r in map(orjson.loads, out.splitlines())] == [("0.2", 13)]
-
-
 class TestAggregation:
     def test_cost_per_feature_flag_for_one_user(self, trace_file: Path, capsys) -> None:
         """--user u-42 --sum cost_usd --by feature_flags.new_prompt: one row per flag value, unpriced counted apart."""

@@ -141,11 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if loki_url:
         source: _Source = _LokiSource(args, config, query, loki_url, service)
     elif args.file or config.trace_file:
-        # Only --format json prints the content, and it prints the stored line: the records need none
-        # unless a field of it is sorted, summed or grouped by.
-        fields = [f for f in (args.sort, args.sum, args.by) if f]
-        content = any(f.lstrip("+-").split(".")[0] in ("messages", "kwargs", "output") for f in fields)
-        source = _LocalSource(args.file or config.trace_file, query, content=content)
+        source = _LocalSource(args.file or config.trace_file, query)
     else:
         err.write("llmmetrics traces: no trace file configured: pass --file PATH or --loki-url URL\n")
         return 2
@@ -195,8 +191,8 @@ class _Source:
 
 
 class _LocalSource(_Source):
-    def __init__(self, path: str, query: Query, *, content: bool) -> None:
-        self.scan = LocalScan(path, query, content=content)
+    def __init__(self, path: str, query: Query) -> None:
+        self.scan = LocalScan(path, query)
         self.started = time.perf_counter()
 
     def matches(self, limit: int | None) -> Iterable[Match]:

@@ -418,6 +418,11 @@ class CompiledQuery:
     #: numeric ranges as (``b'"field":'``, low, high): some occurrence of the key must hold a number inside
     ranges: tuple[tuple[bytes, float, float], ...] = ()
 
+    @property
+    def filters_lines(self) -> bool:
+        """Whether :meth:`line_may_match` can ever say no."""
+        return bool(self.text is not None or self.tokens or self.ranges)
+
     def line_may_match(self, line: bytes) -> bool:
         if self.text is not None and self.text not in line:
             return False

@@ -23,7 +23,6 @@ Python's json module does (``"key": "value"``).
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import mmap
@@ -31,7 +30,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -58,9 +57,11 @@ class NoTraceFiles(FileNotFoundError):
     """Neither the trace file nor any rotated backup of it exists."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Match:
-    """A matching record: the parsed object and its line exactly as stored (``--format json`` prints it)."""
+class Match(NamedTuple):
+    """A matching record: the parsed object and its line exactly as stored (``--format json`` prints it).
+
+    A tuple, not a dataclass: a full scan makes a million of them.
+    """
 
     record: dict[str, Any]
     line: bytes
@@ -96,12 +97,9 @@ class LocalScan:
     command can report e.g. "2 malformed lines skipped" instead of failing or losing them silently.
     """
 
-    def __init__(self, path: str | os.PathLike[str], query: Query, *, content: bool = True) -> None:
-        """``content=False``: records come without ``messages``, ``kwargs`` and ``output`` (``Match.line``
-        keeps them), which parses a typical call record several times faster."""
+    def __init__(self, path: str | os.PathLike[str], query: Query) -> None:
         self.path = Path(path)
         self.query = query
-        self.content = content
         self.files: list[Path] = []
         self.bytes_read = 0
         self.malformed = 0
@@ -199,8 +197,9 @@ class LocalScan:
             )
         compiled = self.query.compile()
         anchors: tuple[bytes, ...] | None = None  # chosen on the first block read
-        line_may_match = compiled.line_may_match
-        predicate = compiled.predicate
+        # Checks that cannot reject anything are not called at all (a million calls add up).
+        line_may_match = compiled.line_may_match if compiled.filters_lines else None
+        predicate = compiled.predicate if compiled.checks else None
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         for file in reversed(files) if newest_first else files:
@@ -227,10 +226,12 @@ class LocalScan:
                         hooked = block_hook(mapped, start, end) if block_hook is not None else None
                         candidates = _all_lines(mapped, start, end) if hooked is None else hooked
                     for offset, line in reversed(candidates) if newest_first else candidates:
-                        if not line_may_match(line) or (line_hook is not None and not line_hook(line)):
+                        if line_may_match is not None and not line_may_match(line):
+                            continue
+                        if line_hook is not None and not line_hook(line):
                             continue
                         try:
-                            record = loads(line) if self.content else _load_without_content(line)
+                            record = loads(line)
                         except decode_error:
                             if line.strip():
                                 self._count_malformed(file, offset, "not valid JSON")
@@ -238,43 +239,13 @@ class LocalScan:
                         if type(record) is not dict:
                             self._count_malformed(file, offset, "not a JSON object")
                             continue
-                        if predicate(record):
+                        if predicate is None or predicate(record):
                             yield Match(record, line.rstrip(b"\r"))
 
     def _count_malformed(self, file: Path, offset: int, why: str) -> None:
         self.malformed += 1
         if len(self._malformed_at) < 3:
             self._malformed_at.append((file, offset, why))
-
-
-#: As the file sink writes a call record, its bulky content sits in one run of keys between these two.
-_CONTENT_FROM, _CONTENT_TO = b',"messages":', b',"finish_reason":'
-#: Keys every call record has (spec) apart from the content: if a cut loses one, it cut the wrong span.
-_CALL_KEYS = frozenset({
-    "kind", "call_id", "trace_id", "span_id", "timestamp", "ts_ns", "service", "env", "provider", "operation",
-    "model", "status", "latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error",
-    "finish_reason", "user_id", "request_id", "feature_flags", "context",
-})
-
-
-def _load_without_content(line: bytes) -> Any:
-    """Parse a record without its ``messages``/``kwargs``/``output`` span, else the whole line.
-
-    ``"key":`` occurs in a JSON line only as a real key (quotes inside strings are escaped). If the end
-    marker found belongs to a nested object, the cut leaves unbalanced brackets and does not parse; if the
-    writer ordered keys differently, the cut loses a required key. Either way the whole line is parsed.
-    """
-    start = line.find(_CONTENT_FROM)
-    if start >= 0:
-        end = line.find(_CONTENT_TO, start)
-        if end >= 0:
-            try:
-                record = orjson.loads(line[:start] + line[end:])
-            except orjson.JSONDecodeError:
-                record = None
-            if type(record) is dict and _CALL_KEYS <= record.keys():
-                return record
-    return orjson.loads(line)
 
 
 def _all_lines(data: Buffer, start: int, end: int) -> list[tuple[int, bytes]]:
