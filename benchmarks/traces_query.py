@@ -137,6 +137,17 @@ def first_run_traces(path: Path) -> list[str]:
     raise SystemExit(f"{path} holds no run record: generate it with --keep")
 
 
+def parse_everything(path: Path) -> tuple[float, float, int]:
+    """The floor for a query that must look at every record: read the file and parse each line."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    count = 0
+    with open(path, "rb") as lines:
+        for line in lines:
+            orjson.loads(line)
+            count += 1
+    return time.perf_counter() - started, time.process_time() - cpu_started, count
+
+
 def time_query(path: Path, args: list[str]) -> tuple[float, float, int]:
     """Wall and CPU seconds for one run of the command (output discarded), and its output line count.
 
@@ -188,6 +199,10 @@ def main_benchmark() -> None:
             ("cost per model, all records", ["--sum", "cost", "--by", "model"]),
         ]
         rows = []
+        wall, cpu, count = min(parse_everything(path) for _ in range(options.repeat))
+        rows.append({"query": "baseline: read and orjson-parse every line, no command", "args": [],
+                     "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "output_lines": count})
+        print(f"  {wall:6.2f} s wall  {cpu:6.2f} s cpu  {count:7d} records parsed (baseline)", flush=True)
         for title, args in queries:
             wall, cpu, lines = min(time_query(path, args) for _ in range(options.repeat))
             rows.append({"query": title, "args": args, "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
