@@ -37,11 +37,16 @@ PEERS: dict[str, dict[str, Any]] = {
     "openllmetry": {"requirements": [["openai>=3", "opentelemetry-sdk", "opentelemetry-instrumentation-openai"],
                                      ["opentelemetry-sdk", "opentelemetry-instrumentation-openai"]],
                     "imports": "opentelemetry.instrumentation.openai"},
-    "openlit": {"requirements": [["openai>=3", "openlit"], ["openlit"]], "imports": "openlit"},
+    # OpenLIT pins openai<3, and its newest releases do not resolve against the OpenTelemetry packages on PyPI
+    # (pip backtracks for many minutes): the newest set seen to install and import, then plain "openlit"
+    "openlit": {"requirements": [["openlit==1.34.43", "opentelemetry-api==1.37.0", "opentelemetry-sdk==1.37.0",
+                                  "opentelemetry-exporter-otlp==1.37.0", "opentelemetry-instrumentation==0.58b0",
+                                  "opentelemetry-semantic-conventions==0.58b0"], ["openlit"]],
+                "imports": "openlit"},
     "langfuse": {"requirements": [["openai>=3", "langfuse"], ["langfuse"]], "imports": "langfuse.openai"},
     "litellm": {"requirements": [["openai>=3", "litellm"], ["litellm"]], "imports": "litellm"},
 }
-INSTALL_TIMEOUT = 900.0
+INSTALL_TIMEOUT = 600.0
 
 
 def default_venvs() -> Path:
@@ -58,7 +63,7 @@ def ensure_venv(name: str, root: Path) -> tuple[Path | None, str]:
     if python.exists():
         ok = subprocess.run(check, capture_output=True, text=True, timeout=300, env=env)
         if ok.returncode == 0:
-            return python, f"openai {ok.stdout.strip().splitlines()[-1]} (existing venv)"
+            return python, _openai_note(ok.stdout) + " (existing venv)"
     root.mkdir(parents=True, exist_ok=True)
     if not python.exists():
         made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
@@ -79,10 +84,16 @@ def ensure_venv(name: str, root: Path) -> tuple[Path | None, str]:
             continue
         ok = subprocess.run(check, capture_output=True, text=True, timeout=300, env=env)
         if ok.returncode == 0:
-            pinned = "" if requirements[0].startswith("openai>=3") else " (the peer requires openai<3)"
-            return python, f"openai {ok.stdout.strip().splitlines()[-1]}{pinned}"
+            return python, _openai_note(ok.stdout)
         errors.append(f"import {spec['imports']} failed: {ok.stderr.strip()[-400:]}")
     return None, "; ".join(errors)
+
+
+def _openai_note(printed: str) -> str:
+    version = printed.strip().splitlines()[-1]
+    major = version.split(".")[0]
+    return f"openai {version}" + (" (the peer requires openai<3; bare measured with it too)"
+                                  if major.isdigit() and int(major) < 3 else "")
 
 
 def run_runner(python: Path, runner: str, args: argparse.Namespace, collector: str) -> dict[str, Any]:
