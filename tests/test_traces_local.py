@@ -218,6 +218,23 @@ class TestReadingFiles:
         with pytest.raises(NoTraceFiles):
             list(LocalScan(tmp_path / "nope.jsonl", Query()))
 
+    def test_an_unreadable_file_is_a_clear_error(self, trace_file: Path, capsys, monkeypatch) -> None:
+        """A file the user may not read: exit 1 with the system's reason, no traceback."""
+        def refuse(file: Path) -> None:
+            raise PermissionError(13, "Permission denied", str(file))
+
+        monkeypatch.setattr(local, "_map", refuse)
+        code, out, err = traces(capsys, "--file", str(trace_file))
+        assert code == 1 and out == ""
+        assert "cannot read the trace files" in err and "Permission denied" in err
+
+    def test_an_empty_file_answers_with_no_records(self, tmp_path: Path, capsys) -> None:
+        """An empty trace file (just rotated) is not an error: the table has its header and nothing else."""
+        (tmp_path / "t.jsonl").write_bytes(b"")
+        code, out, err = traces(capsys, "--file", str(tmp_path / "t.jsonl"))
+        assert code == 0 and out.splitlines()[0].startswith("TIME (UTC)") and len(out.splitlines()) == 1
+        assert "scanned 0 bytes in 1 file(s)" in err
+
     def test_per_process_files_are_all_read(self, tmp_path: Path, capsys) -> None:
         """A ``{pid}`` path (one file per worker process) reads every process's files and backups."""
         write_jsonl(tmp_path / "t-11.jsonl", [call_record(1, ago=timedelta(hours=1))])

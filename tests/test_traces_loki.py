@@ -360,6 +360,15 @@ class TestCommandOnLoki:
         _, sums_file, _ = run_cli(capsys, "--file", path, *agg)
         assert sums_loki == sums_file and sums_loki.count("\n") == 2
 
+    def test_oldest_first_reads_loki_forward(self, loki_and_file, capsys) -> None:
+        """--sort time asks Loki for direction=forward and takes the first entries it returns."""
+        fake, _ = loki_and_file
+        code, out, _ = run_cli(capsys, "--loki-url", fake.url, "--since", "4d", "--service", "checkout",
+                               "--sort", "time", "--limit", "2", "--format", "json")
+        assert code == 0 and ids_of(out) == [1, 2]
+        assert [r["params"]["direction"] for r in fake.requests] == ["forward"]
+        assert fake.requests[0]["params"]["limit"] == "2"
+
     def test_without_since_the_last_24_hours_are_searched_and_said(self, loki_and_file, capsys) -> None:
         """Loki needs a start: the default window is 24 h, and the footer tells the user."""
         fake, _ = loki_and_file

@@ -167,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
         return 0
+    except OSError as error:  # e.g. a trace file without read permission
+        err.write(f"llmmetrics traces: cannot read the trace files: {error}\n")
+        return 1
     finally:
         if collecting:
             gc.enable()
