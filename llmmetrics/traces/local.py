@@ -184,10 +184,11 @@ class LocalScan:
     ) -> Iterator[Match]:
         """Matches in file order (or newest first), looking at as few lines as the filters allow.
 
-        Blocks of whole lines are tested first (a required value or an in-range number absent → skipped).
-        When an exact value or free text is required, only the lines containing it are cut out of the block;
-        otherwise the block is split into lines. Each candidate line then passes the byte-level line test
-        and the hooks before it is parsed.
+        Blocks of whole lines are tested first, in place in the mapped file: without a required value (or,
+        when none is required, without a timestamp in the time range) a block is skipped. When an exact
+        value or free text is required, only the lines around the rarest one are cut out of the block;
+        otherwise the block hook may name the lines worth reading, or the block is split into lines. Each
+        candidate line then passes the byte-level line test and the line hook before it is parsed.
         """
         files = trace_files(self.path)
         if not files:
