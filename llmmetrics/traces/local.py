@@ -34,15 +34,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .filters import (
-    NUMERIC_FIELDS,
-    Query,
-    Reversed,
-    SortOrder,
-    field_key,
-    number_bound,
-    number_pattern,
-)
+from .filters import Query, Reversed, SortOrder
+from .rawjson import NUMERIC_FIELDS, field_key, number_bound, number_pattern
 
 __all__ = ["LocalScan", "Match", "NoTraceFiles", "trace_files"]
 
@@ -113,7 +106,7 @@ class LocalScan:
 
         Once ``limit`` matches are held, a block of lines — or a single line — is looked at only if a
         number following its sort field's key could beat the worst match held (the record's own value is
-        among those numbers, see :func:`~.filters.any_number_within`). Newest-first reads the files
+        among those numbers, see :func:`~.rawjson.any_number_within`). Newest-first reads the files
         backwards, so the newest records come first and older blocks are passed over unread by the parser.
         """
         key = None if order.field == "tokens" else field_key(order.field)
