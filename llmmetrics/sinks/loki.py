@@ -121,6 +121,8 @@ class LokiSink:
         self._queued_bytes = 0
         self._shed = 0
         self._inflight = 0
+        spool = getattr(self, "_spool", None)
+        self._spool_published = spool.records if spool is not None else 0  # as last published to the gauges
         self._flush_requested = False
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="llmmetrics-loki", daemon=True)
@@ -146,6 +148,7 @@ class LokiSink:
             logger.info("Loki spool %s holds %d records from an earlier run; replaying them", spool.dir, spool.records)
         self._spool_bytes_gauge.set(spool.bytes)
         self._spool_records_gauge.set(spool.records)
+        self._spool_published = spool.records
         return spool
 
     # ---- the call path -------------------------------------------------------------------------------------
@@ -192,7 +195,8 @@ class LokiSink:
 
     def _idle(self) -> bool:
         spool = self._spool
-        return not self._queue and self._inflight == 0 and (spool is None or spool.records == 0)
+        # the published count, not spool.records: flush must not report idle before the gauges say so
+        return not self._queue and self._inflight == 0 and (spool is None or self._spool_published == 0)
 
     def flush(self, timeout: float) -> bool:
         """Send what is queued now (no batch wait); True once nothing is left to deliver, within ``timeout``.
@@ -525,8 +529,11 @@ class LokiSink:
 
     def _update_spool_gauges(self) -> None:
         if self._spool is not None:
+            records = self._spool.records
             self._spool_bytes_gauge.set(self._spool.bytes)
-            self._spool_records_gauge.set(self._spool.records)
+            self._spool_records_gauge.set(records)
+            with self._lock:
+                self._spool_published = records
 
     def queued_bytes(self) -> int:
         """Bytes held in the in-memory queue (the figure bounded by ``loki_queue_max_bytes``)."""
