@@ -24,6 +24,7 @@ import time
 import types
 from typing import Any
 
+from openai._legacy_response import LegacyAPIResponse
 from openai._types import NotGiven, Omit
 
 from prometheus_client.samples import Exemplar
@@ -49,6 +50,7 @@ _CONTENT_ARG = {"chat": "messages", "responses": "input", "embeddings": "input"}
 _NOT_KWARGS = frozenset({"model", "messages", "input", "stream"})
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "openai-api-key", "proxy-authorization",
                              "cookie", "x-goog-api-key", "ocp-apim-subscription-key"})
+_NO_DICT: dict[str, Any] = {}
 _MARK = "__llmmetrics_original__"
 _PROVIDER_ATTR = "_llmmetrics_provider"
 _INSTANCE_ATTR = "_llmmetrics_instrumented"
@@ -118,35 +120,43 @@ class Call:
         series = self.series
         series.in_flight(-1)
         exemplar = {"trace_id": self.trace_id, "span_id": self.span_id}
+        now = self.ts_ns * 1e-9 + latency  # exemplar timestamp, without another clock read
         ttft = None if self.first_token is None else self.first_token - self.t0
         input_tokens = output_tokens = cached = reasoning = None
         cost = None
         error = None
         if exc is None:
             series.requests_ok(1)
-            series.duration_ok.observe(latency, exemplar)
+            series.duration_ok.observe(latency, Exemplar(exemplar, latency, now))
             usage = self.usage
             if usage is not None:
                 input_tokens, output_tokens, cached, reasoning = _read_usage(self.operation, usage)
                 tokens, hist = series.tokens, series.token_hist
-                # input and output are always recorded; cached/reasoning only when non-zero (most calls
-                # have none, and skipping saves four metric updates per call)
-                for i, n in enumerate((input_tokens, output_tokens, cached, reasoning)):
-                    if n or (i < 2 and n is not None):
-                        tokens[i](n)
-                        hist[i].observe(n)
+                if input_tokens is not None:
+                    tokens[0](input_tokens)
+                    hist[0].observe(input_tokens)
+                if output_tokens is not None:
+                    tokens[1](output_tokens)
+                    hist[1].observe(output_tokens)
+                # cached and reasoning only when non-zero: most calls have none (two updates saved each)
+                if cached:
+                    tokens[2](cached)
+                    hist[2].observe(cached)
+                if reasoning:
+                    tokens[3](reasoning)
+                    hist[3].observe(reasoning)
                 price = self.rt.prices.lookup(self.model, self.response_model)
                 if price is not None:
                     cost = price.cost(input_tokens or 0, output_tokens or 0, cached or 0)
                     series.cost(cost)
                     if series.cost_exemplar is not None:
-                        series.cost_exemplar(Exemplar(exemplar, cost, time.time()))
+                        series.cost_exemplar(Exemplar(exemplar, cost, now))
             if cost is None:
                 series.unpriced(1)
         else:
             error_type = type(exc).__name__
             series.requests_error(1)
-            series.duration_error.observe(latency, exemplar)
+            series.duration_error.observe(latency, Exemplar(exemplar, latency, now))
             series.error(error_type)(1)
             error = {"type": error_type, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
             if self.provider_request_id is None:
@@ -221,7 +231,9 @@ class Call:
     def read_response(self, response: Any) -> None:
         """Take usage, model, output and finish reason from a parsed (non-stream) response."""
         self.response_model = getattr(response, "model", None)
-        self.provider_request_id = getattr(response, "_request_id", None)
+        # openai sets _request_id as a plain instance attribute; a missing one would go through pydantic's
+        # slow __getattr__, so read the instance dict
+        self.provider_request_id = getattr(response, "__dict__", _NO_DICT).get("_request_id")
         self.usage = getattr(response, "usage", None)
         op = self.operation
         if op == "chat":
@@ -310,8 +322,9 @@ def _start(operation: str, resource: Any, kwargs: dict[str, Any]) -> Call | None
 
 def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) -> Any:
     """Record a returned value; streams get their iterator wrapped and finish later. Returns ``result``."""
+    raw = isinstance(result, LegacyAPIResponse)  # with_raw_response (sync and async)
     try:
-        if hasattr(result, "http_response") and hasattr(result, "parse"):  # with_raw_response
+        if raw:
             call.provider_request_id = result.headers.get("x-request-id")
             parsed = result.parse()  # cached by openai: the user's own parse() returns this same object
         else:
@@ -327,7 +340,7 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
             return result
         call.read_response(parsed)
     except Exception as exc:  # e.g. parse() of an invalid body: the user will see this when they parse
-        if hasattr(result, "http_response"):
+        if raw:
             call.fail(exc)
             return result
         call.rt.self_metrics.instrumentation_errors.labels("record").inc()

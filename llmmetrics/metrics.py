@@ -11,7 +11,6 @@ beyond ``max_models`` distinct values. Ids never become labels; they go into exe
 from __future__ import annotations
 
 import threading
-import time
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
@@ -109,15 +108,16 @@ class FastHistogram:
         self._buckets = tuple(buckets)
         self._add_sum = total.inc
 
-    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
+    def observe(self, value: float, exemplar: Exemplar | None = None) -> None:
+        """Count ``value``; ``exemplar`` (already built, with its timestamp) is attached to its bucket."""
         if self._buckets is None:
-            self._child.observe(value, exemplar)
+            self._child.observe(value, exemplar.labels if exemplar is not None else None)
             return
         bucket = self._buckets[bisect_left(self._bounds, value)]
         bucket.inc(1)
         self._add_sum(value)
         if exemplar is not None:
-            bucket.set_exemplar(Exemplar(exemplar, value, time.time()))
+            bucket.set_exemplar(exemplar)
 
 
 class CallSeries:
