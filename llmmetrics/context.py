@@ -112,7 +112,7 @@ class Run:
         self.parent_span_id = parent.span_id if parent is not None else None
         self.start_ns = time.time_ns()
         self.start_perf = time.perf_counter()
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[Any] = []  # the finished calls (instrumentation.Call), turned into steps off the call path
         self.context = context
 
 

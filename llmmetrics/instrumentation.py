@@ -60,7 +60,7 @@ class Call:
     """One traced call in flight: what was asked, when, under which run and context."""
 
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
-                 "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "call_id", "first_token", "chunks",
+                 "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "_call_id", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
                  "output", "stream_error", "outcome")
 
@@ -84,12 +84,14 @@ class Call:
         self.stream = kwargs.get("stream") is True
         if type(self.content) is list:
             self.content = list(self.content)  # the record is built later; the user may append meanwhile
-        raw = f"{getrandbits(320):080x}"
         self.ctx = _bound.get()
         self.run = run = _run.get()
-        self.trace_id = run.trace_id if run is not None else raw[:32]
-        self.call_id = raw[32:64]
-        self.span_id = raw[64:]
+        if run is None:
+            ids = f"{getrandbits(192):048x}"
+            self.trace_id, self.span_id = ids[:32], ids[32:]
+        else:
+            self.trace_id, self.span_id = run.trace_id, f"{getrandbits(64):016x}"
+        self._call_id: str | None = None
         self.first_token: float | None = None
         self.chunks: list[str] | None = None
         self.usage: Any = None
@@ -100,7 +102,7 @@ class Call:
         self.output: str | None = None
         self.stream_error: BaseException | None = None
         self.finished = False
-        self.series.in_flight(1)
+        self.series.start()
         self.ts_ns = time.time_ns()
         self.t0 = time.perf_counter()
 
@@ -117,67 +119,55 @@ class Call:
             return
         self.finished = True
         latency = t1 - self.t0
-        series = self.series
-        series.in_flight(-1)
-        exemplar = {"trace_id": self.trace_id, "span_id": self.span_id}
+        exemplar_labels = {"trace_id": self.trace_id, "span_id": self.span_id}
         now = self.ts_ns * 1e-9 + latency  # exemplar timestamp, without another clock read
         ttft = None if self.first_token is None else self.first_token - self.t0
-        input_tokens = output_tokens = cached = reasoning = None
-        cost = None
-        error = None
+        tokens = cost = error = None
         if exc is None:
-            series.requests_ok(1)
-            series.duration_ok.observe(latency, Exemplar(exemplar, latency, now))
             usage = self.usage
+            cost_exemplar = None
             if usage is not None:
-                input_tokens, output_tokens, cached, reasoning = _read_usage(self.operation, usage)
-                tokens, hist = series.tokens, series.token_hist
-                if input_tokens is not None:
-                    tokens[0](input_tokens)
-                    hist[0].observe(input_tokens)
-                if output_tokens is not None:
-                    tokens[1](output_tokens)
-                    hist[1].observe(output_tokens)
-                # cached and reasoning only when non-zero: most calls have none (two updates saved each)
-                if cached:
-                    tokens[2](cached)
-                    hist[2].observe(cached)
-                if reasoning:
-                    tokens[3](reasoning)
-                    hist[3].observe(reasoning)
+                tokens = _read_usage(self.operation, usage)
                 price = self.rt.prices.lookup(self.model, self.response_model)
                 if price is not None:
-                    cost = price.cost(input_tokens or 0, output_tokens or 0, cached or 0)
-                    series.cost(cost)
-                    if series.cost_exemplar is not None:
-                        series.cost_exemplar(Exemplar(exemplar, cost, now))
-            if cost is None:
-                series.unpriced(1)
+                    cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0)
+                    cost_exemplar = Exemplar(exemplar_labels, cost, now)
+            self.series.succeeded(latency, Exemplar(exemplar_labels, latency, now), ttft, tokens, cost, cost_exemplar)
         else:
             error_type = type(exc).__name__
-            series.requests_error(1)
-            series.duration_error.observe(latency, Exemplar(exemplar, latency, now))
-            series.error(error_type)(1)
+            self.series.failed(latency, Exemplar(exemplar_labels, latency, now), ttft, error_type)
             error = {"type": error_type, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
             if self.provider_request_id is None:
                 self.provider_request_id = getattr(exc, "request_id", None)
-        if ttft is not None:
-            series.ttft.observe(ttft)
-        latency_ms = latency * 1000.0
+        self.outcome = (latency * 1000.0, ttft, tokens, cost, error)
         if self.run is not None:
-            self.run.steps.append({
-                "call_id": self.call_id, "span_id": self.span_id, "operation": self.operation, "model": self.model,
-                "status": "error" if error else "success", "latency_ms": latency_ms, "input_tokens": input_tokens,
-                "output_tokens": output_tokens, "cached_input_tokens": cached, "reasoning_tokens": reasoning,
-                "cost_usd": cost, "error_type": error["type"] if error else None,
-                "error_message": error["message"] if error else None,
-            })
-        self.outcome = (latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error)
+            self.run.steps.append(self)
         self.rt.submit(self)
+
+    def step(self) -> dict[str, Any]:
+        """This call as a step of its run record."""
+        latency_ms, _ttft, tokens, cost, error = self.outcome
+        input_tokens, output_tokens, cached, reasoning = tokens or (None, None, None, None)
+        return {
+            "call_id": self.call_id, "span_id": self.span_id, "operation": self.operation, "model": self.model,
+            "status": "error" if error else "success", "latency_ms": latency_ms, "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "cached_input_tokens": cached, "reasoning_tokens": reasoning,
+            "cost_usd": cost, "error_type": error["type"] if error else None,
+            "error_message": error["message"] if error else None,
+        }
+
+    @property
+    def call_id(self) -> str:
+        """Made on first use, off the call path (by the exporter, for the record or the run's steps)."""
+        call_id = self._call_id
+        if call_id is None:
+            call_id = self._call_id = f"{getrandbits(128):032x}"
+        return call_id
 
     def record(self) -> dict[str, Any]:
         """The trace record of this finished call (built by the exporter thread, not on the call path)."""
-        latency_ms, ttft, input_tokens, output_tokens, cached, reasoning, cost, error = self.outcome
+        latency_ms, ttft, tokens, cost, error = self.outcome
+        input_tokens, output_tokens, cached, reasoning = tokens or (None, None, None, None)
         run = self.run
         rt = self.rt
         output = self.output

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.samples import Exemplar
+from prometheus_client.values import MutexValue
 
-__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "FastHistogram", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
+__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
 
 OTHER_MODEL = "other"
 #: Tokens per call: powers of 4 from 1 to 4**12 (16.7M tokens).
@@ -80,76 +80,128 @@ class SelfMetrics:
             self.instrumentation_errors.labels(stage)
 
 
-def _adder(child: Any) -> Callable[[float], None]:
-    """The cheapest way to add to a counter/gauge child: its value's ``inc``, skipping per-call re-validation
-    (the child was validated when created). Falls back to the public method if the internals differ."""
-    value = getattr(child, "_value", None)
-    return value.inc if hasattr(value, "inc") else child.inc
+class _PublicValue:
+    """A value updated through prometheus_client's public methods (multiprocess mode, or an unknown value
+    class): the same ``_value``/``_exemplar`` interface as an in-process ``MutexValue``."""
+
+    __slots__ = ("_v",)
+
+    def __init__(self, value: Any) -> None:
+        self._v = value
+
+    @property
+    def _value(self) -> float:
+        return self._v.get()
+
+    @_value.setter
+    def _value(self, amount: float) -> None:
+        self._v.set(amount)
+
+    @property
+    def _exemplar(self) -> Any:
+        return None
+
+    @_exemplar.setter
+    def _exemplar(self, exemplar: Any) -> None:
+        self._v.set_exemplar(exemplar)
 
 
-class FastHistogram:
-    """``observe`` for one histogram child: a bisect instead of a linear scan, and no re-validation.
+def _raw(child: Any) -> Any:
+    """The value object behind a counter/gauge child, to update under the series lock.
 
-    Exemplar labels are built by llmmetrics itself (fixed-size hex ids), so they are known to fit (see
-    ``_EXEMPLAR_RUNES``) and need no per-call validation.
+    In-process values (``MutexValue``) are updated in place: llmmetrics is their only writer and holds one
+    lock for all the updates of a call, instead of one lock per update (a call touches about a dozen).
+    Reading a float attribute is atomic, so scrapes stay correct.
     """
+    return _raw_value(child._value)
 
-    __slots__ = ("_bounds", "_buckets", "_add_sum", "_child")
+
+class _Histogram:
+    """One histogram child's buckets and sum, for bisect-and-add under the series lock."""
+
+    __slots__ = ("bounds", "buckets", "sum")
 
     def __init__(self, child: Any) -> None:
-        buckets = getattr(child, "_buckets", None)
-        bounds = getattr(child, "_upper_bounds", None)
-        total = getattr(child, "_sum", None)
-        self._child = child
-        if buckets is None or bounds is None or not hasattr(total, "inc"):
-            self._buckets = None
-            return
-        self._bounds = tuple(bounds)
-        self._buckets = tuple(buckets)
-        self._add_sum = total.inc
+        self.bounds = tuple(child._upper_bounds)
+        self.buckets = tuple(_raw_value(b) for b in child._buckets)
+        self.sum = _raw_value(child._sum)
 
-    def observe(self, value: float, exemplar: Exemplar | None = None) -> None:
-        """Count ``value``; ``exemplar`` (already built, with its timestamp) is attached to its bucket."""
-        if self._buckets is None:
-            self._child.observe(value, exemplar.labels if exemplar is not None else None)
-            return
-        bucket = self._buckets[bisect_left(self._bounds, value)]
-        bucket.inc(1)
-        self._add_sum(value)
+    def add(self, value: float, exemplar: Exemplar | None = None) -> None:
+        """Count ``value`` (caller holds the series lock); ``exemplar`` goes on its bucket."""
+        bucket = self.buckets[bisect_left(self.bounds, value)]
+        bucket._value += 1
+        self.sum._value += value
         if exemplar is not None:
-            bucket.set_exemplar(exemplar)
+            bucket._exemplar = exemplar
+
+
+def _raw_value(value: Any) -> Any:
+    return value if type(value) is MutexValue else _PublicValue(value)
 
 
 class CallSeries:
-    """The label children of one (provider, model, operation): what a call touches, looked up once."""
+    """Everything one (provider, model, operation) records, behind one lock, looked up once.
 
-    __slots__ = ("requests_ok", "requests_error", "duration_ok", "duration_error", "ttft", "tokens", "token_hist",
-                 "cost", "cost_exemplar", "in_flight", "unpriced", "_errors", "_metrics", "_labels")
+    A call does ``start()`` and then ``succeeded(...)`` or ``failed(...)``: two lock acquisitions in all.
+    """
+
+    __slots__ = ("lock", "in_flight", "requests_ok", "requests_error", "duration_ok", "duration_error", "ttft",
+                 "tokens", "token_hist", "cost", "unpriced", "_errors", "_metrics", "_labels")
 
     def __init__(self, metrics: LLMMetrics, provider: str, model: str, operation: str) -> None:
         labels = (provider, model, operation)
         self._metrics = metrics
         self._labels = labels
-        self.requests_ok = _adder(metrics.requests.labels(*labels, "ok"))
-        self.requests_error = _adder(metrics.requests.labels(*labels, "error"))
-        self.duration_ok = FastHistogram(metrics.duration.labels(*labels, "ok"))
-        self.duration_error = FastHistogram(metrics.duration.labels(*labels, "error"))
-        self.ttft = FastHistogram(metrics.ttft.labels(*labels))
+        self.lock = threading.Lock()
+        self.in_flight = _raw(metrics.in_flight.labels(provider, model))
+        self.requests_ok = _raw(metrics.requests.labels(*labels, "ok"))
+        self.requests_error = _raw(metrics.requests.labels(*labels, "error"))
+        self.duration_ok = _Histogram(metrics.duration.labels(*labels, "ok"))
+        self.duration_error = _Histogram(metrics.duration.labels(*labels, "error"))
+        self.ttft = _Histogram(metrics.ttft.labels(*labels))
         # token_type order: input, output, cached_input, reasoning
-        self.tokens = tuple(_adder(metrics.tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
-        self.token_hist = tuple(FastHistogram(metrics.request_tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
-        cost = metrics.cost.labels(*labels)
-        self.cost = _adder(cost)
-        self.cost_exemplar = getattr(getattr(cost, "_value", None), "set_exemplar", None)
-        self.in_flight = _adder(metrics.in_flight.labels(provider, model))
-        self.unpriced = _adder(metrics.unpriced.labels(provider, model))
-        self._errors: dict[str, Callable[[float], None]] = {}
+        self.tokens = tuple(_raw(metrics.tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
+        self.token_hist = tuple(_Histogram(metrics.request_tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
+        self.cost = _raw(metrics.cost.labels(*labels))
+        self.unpriced = _raw(metrics.unpriced.labels(provider, model))
+        self._errors: dict[str, Any] = {}
 
-    def error(self, error_type: str) -> Callable[[float], None]:
-        add = self._errors.get(error_type)
-        if add is None:
-            add = self._errors[error_type] = _adder(self._metrics.errors.labels(*self._labels, error_type))
-        return add
+    def start(self) -> None:
+        with self.lock:
+            self.in_flight._value += 1
+
+    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None,
+                  tokens: tuple[int | None, int | None, int | None, int | None] | None,
+                  cost: float | None, cost_exemplar: Exemplar | None) -> None:
+        """Record a successful call. Zero cached/reasoning counts are skipped (most calls have none)."""
+        with self.lock:
+            self.in_flight._value -= 1
+            self.requests_ok._value += 1
+            self.duration_ok.add(latency, exemplar)
+            if ttft is not None:
+                self.ttft.add(ttft)
+            if tokens is not None:
+                for i, n in enumerate(tokens):
+                    if n or (n is not None and i < 2):
+                        self.tokens[i]._value += n
+                        self.token_hist[i].add(n)
+            if cost is None:
+                self.unpriced._value += 1
+            else:
+                self.cost._value += cost
+                self.cost._exemplar = cost_exemplar
+
+    def failed(self, latency: float, exemplar: Exemplar, ttft: float | None, error_type: str) -> None:
+        errors = self._errors.get(error_type)
+        if errors is None:
+            errors = self._errors[error_type] = _raw(self._metrics.errors.labels(*self._labels, error_type))
+        with self.lock:
+            self.in_flight._value -= 1
+            self.requests_error._value += 1
+            self.duration_error.add(latency, exemplar)
+            if ttft is not None:
+                self.ttft.add(ttft)
+            errors._value += 1
 
 
 class LLMMetrics:

@@ -84,7 +84,7 @@ class RunEnd:
 
 
 def run_record(run: Run, exc: BaseException | None, config: Config, end_perf: float) -> dict[str, Any]:
-    steps = list(run.steps)
+    steps = [call.step() for call in run.steps]
     failed = [s for s in steps if s["status"] == "error"]
     error = None
     if exc is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry
+from prometheus_client.samples import Exemplar
 
 from llmmetrics.metrics import TOKEN_BUCKETS, LLMMetrics, SelfMetrics, duration_buckets
 
@@ -26,8 +29,9 @@ def test_configured_slo_is_an_exact_histogram_bound() -> None:
     registry = CollectorRegistry()
     metrics = LLMMetrics(registry, latency_slo_seconds=1.5, slow_call_seconds=4.0)
     series = metrics.series("openai", "gpt-4o-mini", "chat")
-    series.duration_ok.observe(1.4)
-    series.duration_ok.observe(1.6)
+    for latency in (1.4, 1.6):
+        series.start()
+        series.succeeded(latency, Exemplar({"trace_id": "a" * 32}, latency, 0.0), None, None, None, None)
     labels = {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat", "status": "ok"}
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "1.5"}) == 1
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "4.0"}) == 2
@@ -35,21 +39,42 @@ def test_configured_slo_is_an_exact_histogram_bound() -> None:
     assert registry.get_sample_value("llm_request_duration_seconds_sum", labels) == 3.0
 
 
-def test_fast_histogram_matches_prometheus_client_bucketing() -> None:
-    """Our bisect observe puts every value in the same bucket as prometheus_client's own observe."""
+def test_series_bucketing_matches_prometheus_client() -> None:
+    """The series' bisect-and-add puts every value in the same bucket as prometheus_client's own observe."""
     registry = CollectorRegistry()
     metrics = LLMMetrics(registry)
-    fast = metrics.series("p", "m", "chat").duration_ok
+    series = metrics.series("p", "m", "chat")
     reference = metrics.duration.labels("p", "m", "chat", "error")
     values = [0.0, 0.01, 0.0100001, 0.5, 2.0, 2.0000001, 3.0, 81.92, 327.68, 400.0, 1e9]
     for v in values:
-        fast.observe(v)
+        series.succeeded(v, Exemplar({}, v, 0.0), None, None, None, None)
         reference.observe(v)
     for bound in metrics.buckets + (float("inf"),):
         le = "+Inf" if bound == float("inf") else str(bound)
         base = {"provider": "p", "model": "m", "operation": "chat", "le": le}
         assert (registry.get_sample_value("llm_request_duration_seconds_bucket", {**base, "status": "ok"}) ==
                 registry.get_sample_value("llm_request_duration_seconds_bucket", {**base, "status": "error"}))
+
+
+def test_concurrent_updates_are_not_lost() -> None:
+    """Eight threads recording at once: every count arrives (one lock per series guards all its values)."""
+    registry = CollectorRegistry()
+    series = LLMMetrics(registry).series("p", "m", "chat")
+
+    def work() -> None:
+        for _ in range(5000):
+            series.start()
+            series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, (3, 2, 0, 0), 0.5, None)
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    labels = {"provider": "p", "model": "m", "operation": "chat"}
+    assert registry.get_sample_value("llm_requests_total", {**labels, "status": "ok"}) == 40000
+    assert registry.get_sample_value("llm_tokens_total", {**labels, "token_type": "input"}) == 120000
+    assert registry.get_sample_value("llm_cost_usd_total", labels) == 20000
+    assert registry.get_sample_value("llm_in_flight_requests", {"provider": "p", "model": "m"}) == 0
 
 
 def test_model_label_cardinality_is_capped() -> None:
