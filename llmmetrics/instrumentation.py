@@ -291,23 +291,13 @@ def _is_raw(kwargs: dict[str, Any]) -> bool:
 
 def _prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Ask a chat stream for usage if the user did not; return the kwargs to send and whether we asked."""
-    if call.operation != "chat" or not call.stream:
+    if call.operation != "chat":
         return kwargs, False
     options = kwargs.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
         return kwargs, False
     merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
     return {**kwargs, "stream_options": merged}, True
-
-
-def _start(operation: str, resource: Any, kwargs: dict[str, Any]) -> Call | None:
-    rt = runtime()
-    try:
-        return Call(rt, operation, resource, kwargs)
-    except Exception:
-        rt.self_metrics.instrumentation_errors.labels("record").inc()
-        log.debug("llmmetrics: could not start tracing a call", exc_info=True)
-        return None
 
 
 def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) -> Any:
@@ -341,9 +331,15 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
 
 def _begin(operation: str, resource: Any, kwargs: dict[str, Any]) -> tuple[Call | None, dict[str, Any], bool]:
     """Start tracing: the call, the kwargs to send, and whether a usage chunk must be withheld."""
-    call = _start(operation, resource, kwargs)
-    if call is None:
+    rt = runtime()
+    try:
+        call = Call(rt, operation, resource, kwargs)
+    except Exception:
+        rt.self_metrics.instrumentation_errors.labels("record").inc()
+        log.debug("llmmetrics: could not start tracing a call", exc_info=True)
         return None, kwargs, False
+    if not call.stream:
+        return call, kwargs, False
     send, withhold = _prepare_stream(call, kwargs)
     if withhold and _is_raw(kwargs):
         return call, kwargs, False  # a raw stream is read by the user: never alter what they read
