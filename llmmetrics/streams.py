@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def _merge_tool_calls(call: Call, deltas: Any) -> None:
                 entry["arguments"] += function.arguments
 
 
-def _observe_response_event(call: Call, event: Any) -> None:
+def _observe_response_event(call: Call, event: Any, withhold_usage: bool) -> bool:
+    """Note what a Responses API event tells; never withheld."""
     kind = event.type
     if kind == "response.output_text.delta":
         if call.first_token is None:
@@ -76,6 +77,7 @@ def _observe_response_event(call: Call, event: Any) -> None:
         if kind == "response.failed":
             error = getattr(response, "error", None)
             call.stream_error = _ResponseFailed(getattr(error, "message", None) or "response failed")
+    return False
 
 
 class _ResponseFailed(Exception):
@@ -95,44 +97,39 @@ def _finish(call: Call, exc: BaseException | None) -> None:
         log.debug("llmmetrics: finishing a stream failed", exc_info=True)
 
 
-def _observer(call: Call, withhold_usage: bool) -> Any:
+def _observer(call: Call) -> Callable[[Call, Any, bool], bool]:
     if call.operation == "chat":
         call.chunks = []
-        return lambda chunk: _observe_chat(call, chunk, withhold_usage)
-
-    def observe(event: Any) -> bool:
-        _observe_response_event(call, event)
-        return False
-
-    return observe
+        return _observe_chat
+    return _observe_response_event
 
 
-def _guarded(call: Call, observe: Any) -> Any:
-    """The observer, made harmless: after its first failure it is counted once and switched off."""
-    def safe(item: Any) -> bool:
-        nonlocal observe
-        try:
-            return observe(item)
-        except Exception:
-            call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
-            log.debug("llmmetrics: reading a stream chunk failed", exc_info=True)
-            observe = _never
-            return False
-    return safe
+def _only_withhold(call: Call, item: Any, withhold_usage: bool) -> bool:
+    """After a failure: observe nothing, but still hide the usage chunk the user did not ask for."""
+    return withhold_usage and not getattr(item, "choices", True) and getattr(item, "usage", None) is not None
 
 
-def _never(item: Any) -> bool:
-    return False
+def _observation_failed(call: Call) -> None:
+    """A chunk llmmetrics could not read: counted once, and the rest of the stream passes untouched."""
+    call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
+    log.debug("llmmetrics: reading a stream chunk failed", exc_info=True)
 
 
 def wrap_sync_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
-    observe = _guarded(call, _observer(call, withhold_usage))
+    observe = _observer(call)
     inner: Iterator[Any] = stream._iterator
 
     def traced() -> Iterator[Any]:
+        nonlocal observe
         try:
             for item in inner:
-                if not observe(item):
+                try:
+                    hide = observe(call, item, withhold_usage)
+                except Exception:
+                    _observation_failed(call)
+                    observe = _only_withhold
+                    hide = _only_withhold(call, item, withhold_usage)
+                if not hide:
                     yield item
         except GeneratorExit:  # closed or dropped early: a partial stream, not an error
             _finish(call, None)
@@ -155,13 +152,20 @@ def wrap_sync_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
 
 
 def wrap_async_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
-    observe = _guarded(call, _observer(call, withhold_usage))
+    observe = _observer(call)
     inner: AsyncIterator[Any] = stream._iterator
 
     async def traced() -> AsyncIterator[Any]:
+        nonlocal observe
         try:
             async for item in inner:
-                if not observe(item):
+                try:
+                    hide = observe(call, item, withhold_usage)
+                except Exception:
+                    _observation_failed(call)
+                    observe = _only_withhold
+                    hide = _only_withhold(call, item, withhold_usage)
+                if not hide:
                     yield item
         except GeneratorExit:
             _finish(call, None)

@@ -204,3 +204,19 @@ def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, l
     assert reply.choices[0].message.content
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="record") == 1
     assert traced.only_record()["status"] == "success"
+
+
+def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, llm_server: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """If reading chunks breaks inside llmmetrics, every chunk still reaches the user and the call is recorded."""
+    import llmmetrics.streams
+
+    def broken(call: Any, chunk: Any, withhold: bool) -> bool:
+        raise RuntimeError("bug in llmmetrics")
+    monkeypatch.setattr(llmmetrics.streams, "_observe_chat", broken)
+    client = llmmetrics.instrument(make_client(llm_server))
+    ours = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert all(c.choices for c in ours)  # the usage chunk llmmetrics asked for is still withheld
+    assert ours[-1].choices[0].finish_reason == "stop" and len(ours) >= 3
+    assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
+    assert traced.only_record()["status"] == "success"
