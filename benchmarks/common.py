@@ -191,6 +191,15 @@ def chat_stream(client: Any) -> int:
     return n
 
 
+def chat_stream_usage(client: Any) -> int:
+    """A stream whose caller asks for usage itself: llmmetrics then sends the request unchanged."""
+    n = 0
+    for _chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}):
+        n += 1
+    return n
+
+
 def responses(client: Any) -> Any:
     return client.responses.create(model=MODEL, input="My order 1234 has not arrived yet. What can I do?",
                                    instructions="You are a concise support assistant.")

@@ -9,6 +9,9 @@ What is measured, all in one process and one run, bare and instrumented interlea
    nothing): chat, chat stream (62 chunks seen by the caller), responses; sync and async. Wall time per
    call (median, p99, paired difference) and, over alternating blocks of calls that wait for the exporter
    to drain, process CPU per call including the exporter and sink threads.
+   ``chat_stream`` is a stream whose caller does not ask for usage: llmmetrics asks for it (and withholds
+   the usage chunk), so the client parses one more chunk than bare. ``chat_stream_usage`` is a caller who
+   asks for usage: the request goes out unchanged and the difference is llmmetrics' own work.
 2. time to the first stream chunk, bare vs instrumented.
 3. a real loopback socket to the embedded fake server, run in its own process.
 4. the call path alone (``callpath-stub``): the wrapper ``instrument()`` installs, around a stub that
@@ -260,14 +263,26 @@ def measure_callpath(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> li
 
 
 def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
-    """Added time per stream chunk: (stream added − non-stream chat added) / chunks, and the upper bound."""
+    """Added time per stream chunk: (stream added − non-stream chat added) / chunks, and the upper bound.
+
+    ``own_work`` uses the stream whose caller asked for usage (the request goes out unchanged);
+    ``with_usage_request`` the stream where llmmetrics asks for usage, so the client parses one more chunk.
+    """
     out: dict[str, Any] = {}
     for mode in sorted({r["mode"] for r in rows}):
         by = {r["workload"]: r for r in rows if r["mode"] == mode}
-        if "chat" in by and "chat_stream" in by:
-            s, c = by["chat_stream"]["paired_added_us"], by["chat"]["paired_added_us"]
-            out[mode] = {"chunks": chunks, "marginal_per_chunk_us": round((s - c) / chunks, 3),
-                         "upper_bound_per_chunk_us": round(s / chunks, 3)}
+        if "chat" not in by:
+            continue
+        c = by["chat"]["paired_added_us"]
+        entry: dict[str, Any] = {"chunks": chunks}
+        for key, workload in (("own_work", "chat_stream_usage"), ("with_usage_request", "chat_stream")):
+            if workload in by:
+                s = by[workload]["paired_added_us"]
+                entry[key] = {"marginal_per_chunk_us": round((s - c) / chunks, 3),
+                              "upper_bound_per_chunk_us": round(s / chunks, 3)}
+        if mode == "callpath-stub" and "with_usage_request" in entry:
+            entry["own_work"] = entry.pop("with_usage_request")  # pre-parsed chunks: nothing extra to parse
+        out[mode] = entry
     return out
 
 
@@ -299,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         small = args.quick or n < 1000
         rows += measure_callpath(n if small else max(n, 20_000), warmup, cpu_calls if small else max(cpu_calls, 2000),
                                  cpu_blocks)
-        rows += measure_sync("inprocess-sync", bare, inst, n, warmup, cpu_calls, cpu_blocks, common.SYNC_WORKLOADS)
+        rows += measure_sync("inprocess-sync", bare, inst, n, warmup, cpu_calls, cpu_blocks,
+                             {**common.SYNC_WORKLOADS, "chat_stream_usage": common.chat_stream_usage})
         abare = common.inprocess_client(is_async=True)
         ainst = llmmetrics.instrument(common.inprocess_client(is_async=True))
         rows += measure_async("inprocess-async", abare, ainst, n, warmup, cpu_calls, cpu_blocks)

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.calls = args.calls or (150 if args.quick else 1000)
     args.cpu_calls = args.cpu_calls or (40 if args.quick else 250)
-    args.cpu_blocks = args.cpu_blocks or (2 if args.quick else 3)
+    args.cpu_blocks = args.cpu_blocks or (2 if args.quick else 5)
 
     started = time.perf_counter()
     collector = common.AcceptAll()

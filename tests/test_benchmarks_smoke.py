@@ -46,6 +46,7 @@ def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
     for mode in ("callpath-stub", "inprocess-sync", "inprocess-async", "loopback-sync"):
         for workload in ("chat", "chat_stream", "responses"):
             assert (mode, workload) in seen, f"missing {mode} {workload}"
+    assert ("inprocess-sync", "chat_stream_usage") in seen
     for row in data["rows"]:
         assert_timed(row)
         if row["mode"] != "loopback-sync":
