@@ -7,7 +7,8 @@ Run: ``python benchmarks/memory.py [--calls N] [--quick] [--models M]``. Prints 
    with the production setup (metrics, trace records at 100 %, rotating JSONL file, Loki sink pushing to a
    local receiver process), RSS sampled every ``--calls``/10 calls. It must be flat once warm: the table
    gives the growth from the first sample after warm-up to the last, and per 100,000 calls. The 1,000,000
-   call default takes 20–40 minutes on a 2-core machine; ``--quick`` runs 50,000.
+   call default takes about 45 minutes on the 2-core development machine (~400 calls/s); ``--quick`` runs
+   50,000.
 2. Cardinality: ``--models`` (default 10,000) calls, each with a distinct model string. The number of
    ``llm_requests_total`` series must stay at the cap (``max_models``, 50 by default, plus ``other``).
 """
