@@ -62,7 +62,7 @@ class Call:
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
                  "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "_call_id", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
-                 "output", "stream_error", "outcome")
+                 "output", "stream_error", "outcome", "response")
 
     def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -100,6 +100,7 @@ class Call:
         self.tool_calls: list[dict[str, Any]] | None = None
         self.provider_request_id: str | None = None
         self.output: str | None = None
+        self.response: Any = None
         self.stream_error: BaseException | None = None
         self.finished = False
         self.series.start()
@@ -168,6 +169,12 @@ class Call:
         """The trace record of this finished call (built by the exporter thread, not on the call path)."""
         latency_ms, ttft, tokens, cost, error = self.outcome
         input_tokens, output_tokens, cached, reasoning = tokens or (None, None, None, None)
+        if self.response is not None:
+            try:
+                self._read_content()
+            except Exception:
+                self.rt.self_metrics.instrumentation_errors.labels("record").inc()
+                log.debug("llmmetrics: could not read the response content", exc_info=True)
         run = self.run
         rt = self.rt
         output = self.output
@@ -219,12 +226,19 @@ class Call:
     # -- reading a parsed response -------------------------------------------------------------------------
 
     def read_response(self, response: Any) -> None:
-        """Take usage, model, output and finish reason from a parsed (non-stream) response."""
+        """Take what the metrics need (usage, model) from a parsed (non-stream) response now; the rest of
+        the record (output, finish reason, tool calls) is read later by the exporter."""
         self.response_model = getattr(response, "model", None)
-        # openai sets _request_id as a plain instance attribute; a missing one would go through pydantic's
-        # slow __getattr__, so read the instance dict
-        self.provider_request_id = getattr(response, "__dict__", _NO_DICT).get("_request_id")
         self.usage = getattr(response, "usage", None)
+        self.response = response
+
+    def _read_content(self) -> None:
+        """Output, finish reason, tool calls and request id of a non-stream response (exporter thread)."""
+        response, self.response = self.response, None
+        if self.provider_request_id is None:
+            # openai sets _request_id as a plain instance attribute; a missing one would go through
+            # pydantic's slow __getattr__, so read the instance dict
+            self.provider_request_id = getattr(response, "__dict__", _NO_DICT).get("_request_id")
         op = self.operation
         if op == "chat":
             choices = getattr(response, "choices", None)
