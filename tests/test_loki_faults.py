@@ -12,61 +12,18 @@ import textwrap
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from loki_contract_server import LokiContractServer
-from prometheus_client import CollectorRegistry
 
-from llmmetrics.config import Config
-from llmmetrics.metrics import SelfMetrics
-from llmmetrics.record import Record
-from llmmetrics.sinks.loki import RECORD_OVERHEAD_BYTES, LokiSink
+from llmmetrics.sinks.loki import RECORD_OVERHEAD_BYTES
+from loki_helpers import Harness, index, record
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def record(i: int, *, size: int = 200) -> Record:
-    line = b'{"kind":"call","i":%d,"pad":"%s"}' % (i, b"x" * size)
-    return Record(time.time_ns(), line, "call", "info", "openai", "gpt-4o", f"{i:032x}", f"{i:016x}",
-                  f"{i + 1:032x}", None, None)
-
-
-def index(line: str) -> int:
-    return int(line.split('"i":')[1].split(",")[0])
-
-
-class Harness:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry)
-        self.sinks: list[LokiSink] = []
-
-    def sink(self, url: str, **options: Any) -> LokiSink:
-        options.setdefault("loki_batch_wait_seconds", 0.05)
-        options.setdefault("loki_max_backoff_seconds", 0.2)
-        sink = LokiSink(Config(loki_url=url, trace_file=None, **options), self.metrics)
-        self.sinks.append(sink)
-        return sink
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture()
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    yield h
-    for sink in h.sinks:
-        sink.close(2.0)
-
-
-@pytest.fixture()
-def loki() -> Iterator[LokiContractServer]:
-    with LokiContractServer() as server:
-        yield server
 
 
 def eventually(condition: Any, timeout: float) -> bool:
