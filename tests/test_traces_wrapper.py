@@ -72,18 +72,23 @@ def servers() -> Iterator[tuple[openai.OpenAI, openai.OpenAI]]:
 def written(servers, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """The calls above, traced by the real wrapper into a 2 KB rotating file with many backups."""
     path = tmp_path_factory.mktemp("wrapped") / "traces.jsonl"
-    llmmetrics.configure(service="checkout", env="test", trace_file=str(path), trace_file_max_bytes=2000,
-                         trace_file_backups=100, registry=CollectorRegistry())
+    trace_id = trace_calls(servers, trace_file=str(path), trace_file_max_bytes=2000, trace_file_backups=100)
+    yield path, trace_id
+
+
+def trace_calls(servers, **options) -> str:
+    """Make the calls through the real wrapper configured with ``options``; then restore a quiet default."""
+    llmmetrics.configure(service="checkout", env="test", registry=CollectorRegistry(), **options)
     client, slow_client = (llmmetrics.instrument(c) for c in servers)
     try:
         trace_id = make_calls(client, slow_client)
         assert llmmetrics.flush(10)
+        return trace_id
     finally:
         llmmetrics.uninstrument(client)
         llmmetrics.uninstrument(slow_client)
         llmmetrics.shutdown(2.0)
         llmmetrics.configure(trace_file=None, registry=CollectorRegistry())
-    yield path, trace_id
 
 
 def all_records(path: Path) -> list[dict[str, Any]]:
@@ -193,17 +198,7 @@ class TestWrapperFiles:
 def test_records_shipped_to_loki_are_found_by_the_command(servers, capsys, monkeypatch) -> None:
     """Wrapper → Loki sink → Loki stand-in; its accepted entries served back by query_range answer the command."""
     with LokiContractServer() as loki:
-        llmmetrics.configure(service="checkout", env="test", trace_file=None, loki_url=loki.url,
-                             loki_batch_wait_seconds=0.05, registry=CollectorRegistry())
-        client, slow_client = (llmmetrics.instrument(c) for c in servers)
-        try:
-            trace_id = make_calls(client, slow_client)
-            assert llmmetrics.flush(10)
-        finally:
-            llmmetrics.uninstrument(client)
-            llmmetrics.uninstrument(slow_client)
-            llmmetrics.shutdown(2.0)
-            llmmetrics.configure(trace_file=None, registry=CollectorRegistry())
+        trace_id = trace_calls(servers, trace_file=None, loki_url=loki.url, loki_batch_wait_seconds=0.05)
         accepted = list(loki.accepted)
     assert len(accepted) == 23
     monkeypatch.delenv("LLMMETRICS_LOKI_URL", raising=False)
