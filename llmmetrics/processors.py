@@ -86,6 +86,13 @@ def merge_context(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _drop_content(record: dict[str, Any]) -> dict[str, Any]:
+    for field in CONTENT_FIELDS:
+        if record.get(field) is not None:
+            record[field] = None
+    return record
+
+
 class Sampler:
     """Keep every error and every slow call in full, and a share of the rest decided per trace.
 
@@ -109,9 +116,7 @@ class Sampler:
             record["sampled"] = "ratio"
         else:
             record["sampled"] = "out"
-            for field in CONTENT_FIELDS:
-                if record.get(field) is not None:
-                    record[field] = None
+            _drop_content(record)
             self._sampled_out.inc()
         return record
 
@@ -119,13 +124,6 @@ class Sampler:
 def _keep_all(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("kind") == "call":
         record["sampled"] = "error" if record["status"] == "error" else "ratio"
-    return record
-
-
-def _drop_content(record: dict[str, Any]) -> dict[str, Any]:
-    for field in CONTENT_FIELDS:
-        if record.get(field) is not None:
-            record[field] = None
     return record
 
 
@@ -184,8 +182,7 @@ class Pipeline:
                 if record.get(field) is not None:
                     record[field] = _strip_media(record[field])
             line = render(record)
-        for pattern in self._secrets:
-            line = pattern.sub(_redact_match, line)
+        line = self._scrub(line)
         if len(line) > self._max_bytes:
             line = self._bound(record, line)
         return line
@@ -203,13 +200,15 @@ class Pipeline:
             share = budget * size // total
             text = render(record[field]).decode("utf-8", "ignore")
             record[field] = text[: max(share // 2, 0)] + "…[truncated]" if size > share else record[field]
-        line = render(record)
+        line = self._scrub(render(record))
+        if len(line) > self._max_bytes:  # multi-byte text or a pathological field: fall back to no content
+            line = self._scrub(render(_drop_content(record)))
+        return line
+
+    def _scrub(self, line: bytes) -> bytes:
+        """Replace every match of the secret patterns in the rendered line."""
         for pattern in self._secrets:
             line = pattern.sub(_redact_match, line)
-        if len(line) > self._max_bytes:  # multi-byte text or a pathological field: fall back to no content
-            for field in CONTENT_FIELDS:
-                record[field] = None
-            line = render(record)
         return line
 
 
