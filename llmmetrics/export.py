@@ -1,7 +1,8 @@
 """Turning finished calls into trace records, off the call path.
 
-A traced call ends by recording its metrics and handing itself to :class:`RecordExporter`: one deque
-append. The exporter's thread builds the record dict, runs the processor pipeline (context merge,
+A traced call ends by recording its latency and outcome and handing itself to :class:`RecordExporter`:
+one deque append. The exporter's thread completes the call (reads the response, counts tokens and cost
+into the metrics), builds the record dict, runs the processor pipeline (context merge,
 sampling, redaction, rendering, secret scrubbing, size bound) and gives the rendered line to every sink.
 Prompts are snapshotted when the call starts, so what the user does to ``messages`` afterwards never
 changes the record.
@@ -28,6 +29,8 @@ class Finished(Protocol):
 
     model_label: str
 
+    def complete(self) -> None: ...
+
     def record(self) -> dict[str, Any]: ...
 
 
@@ -47,6 +50,30 @@ class RecordExporter(QueuedSink):
 
     def size_of(self, item: Any) -> int:
         return 1
+
+    def emit(self, item: Finished) -> None:
+        """The call path's one step into the exporter: a count-bounded append (``size_of`` is always 1)."""
+        with self._lock:
+            if not self._closed and self._pending < self._max_bytes:
+                self._queued_bytes += 1
+                self._pending += 1
+                self._queue.append(item)
+                full = self._pending == self._batch_size
+            else:
+                full = None
+        if full:
+            self._wake.set()
+        elif full is None:
+            self._refuse(item)
+
+    def _refuse(self, item: Finished) -> None:
+        """No room: the record is dropped and counted, but the call's tokens and cost still reach the metrics."""
+        self._dropped.inc()
+        try:
+            item.complete()
+        except Exception:
+            self._pipeline_errors.inc()
+            log.debug("llmmetrics: completing a dropped call failed", exc_info=True)
 
     def deliver(self, batch: list[Any]) -> None:
         for item in batch:

@@ -62,7 +62,7 @@ class Call:
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
                  "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "_call_id", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
-                 "output", "stream_error", "outcome", "response")
+                 "output", "stream_error", "response", "latency", "ttft", "error", "tokens", "cost", "completed")
 
     def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -102,7 +102,11 @@ class Call:
         self.output: str | None = None
         self.response: Any = None
         self.stream_error: BaseException | None = None
+        self.error: dict[str, Any] | None = None
+        self.tokens: tuple[int | None, int | None, int | None, int | None] | None = None
+        self.cost: float | None = None
         self.finished = False
+        self.completed = False
         self.series.start()
         self.ts_ns = time.time_ns()
         self.t0 = time.perf_counter()
@@ -116,44 +120,70 @@ class Call:
         self._finish(time.perf_counter(), exc)
 
     def _finish(self, t1: float, exc: BaseException | None) -> None:
+        """The call-path end of a call: latency and outcome into the metrics, then the call to the exporter."""
         if self.finished:
             return
         self.finished = True
-        latency = t1 - self.t0
-        exemplar_labels = {"trace_id": self.trace_id, "span_id": self.span_id}
-        now = self.ts_ns * 1e-9 + latency  # exemplar timestamp, without another clock read
-        ttft = None if self.first_token is None else self.first_token - self.t0
-        tokens = cost = error = None
+        self.latency = latency = t1 - self.t0
+        # exemplar timestamp without another clock read
+        exemplar = Exemplar({"trace_id": self.trace_id, "span_id": self.span_id}, latency, self.ts_ns * 1e-9 + latency)
+        self.ttft = ttft = None if self.first_token is None else self.first_token - self.t0
         if exc is None:
-            usage = self.usage
-            cost_exemplar = None
-            if usage is not None:
-                tokens = _read_usage(self.operation, usage)
-                price = self.rt.prices.lookup(self.model, self.response_model)
-                if price is not None:
-                    cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0)
-                    cost_exemplar = Exemplar(exemplar_labels, cost, now)
-            self.series.succeeded(latency, Exemplar(exemplar_labels, latency, now), ttft, tokens, cost, cost_exemplar)
+            self.series.succeeded(latency, exemplar, ttft)
         else:
             error_type = type(exc).__name__
-            self.series.failed(latency, Exemplar(exemplar_labels, latency, now), ttft, error_type)
-            error = {"type": error_type, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
+            self.series.failed(latency, exemplar, ttft, error_type)
+            self.error = {"type": error_type, "message": str(exc)[:2000],
+                          "status_code": getattr(exc, "status_code", None)}
             if self.provider_request_id is None:
                 self.provider_request_id = getattr(exc, "request_id", None)
-        self.outcome = (latency * 1000.0, ttft, tokens, cost, error)
         if self.run is not None:
             self.run.steps.append(self)
         self.rt.submit(self)
 
+    def complete(self) -> None:
+        """The exporter's part of a finished call: read the response, count its tokens and cost.
+
+        Off the call path, so token and cost series trail the request counter by at most one exporter
+        interval; a call the exporter queue cannot take is completed on the spot, so none goes uncounted.
+        """
+        if self.completed:
+            return
+        self.completed = True
+        if self.response is not None:
+            try:
+                self._read_content()
+            except Exception:
+                self.rt.self_metrics.instrumentation_errors.labels("record").inc()
+                log.debug("llmmetrics: could not read the response content", exc_info=True)
+        if self.error is not None:
+            return
+        usage = self.usage
+        cost = cost_exemplar = None
+        if usage is not None:
+            try:
+                self.tokens = tokens = _read_usage(self.operation, usage)
+            except Exception:
+                self.rt.self_metrics.instrumentation_errors.labels("record").inc()
+                log.debug("llmmetrics: could not read the usage", exc_info=True)
+            else:
+                price = self.rt.prices.lookup(self.model, self.response_model)
+                if price is not None:
+                    self.cost = cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0)
+                    cost_exemplar = Exemplar({"trace_id": self.trace_id, "span_id": self.span_id}, cost,
+                                             self.ts_ns * 1e-9 + self.latency)
+        self.series.used(self.tokens, cost, cost_exemplar)
+
     def step(self) -> dict[str, Any]:
         """This call as a step of its run record."""
-        latency_ms, _ttft, tokens, cost, error = self.outcome
-        input_tokens, output_tokens, cached, reasoning = tokens or (None, None, None, None)
+        self.complete()  # normally done already: the call reached the exporter before its run's end
+        error = self.error
+        input_tokens, output_tokens, cached, reasoning = self.tokens or (None, None, None, None)
         return {
             "call_id": self.call_id, "span_id": self.span_id, "operation": self.operation, "model": self.model,
-            "status": "error" if error else "success", "latency_ms": latency_ms, "input_tokens": input_tokens,
-            "output_tokens": output_tokens, "cached_input_tokens": cached, "reasoning_tokens": reasoning,
-            "cost_usd": cost, "error_type": error["type"] if error else None,
+            "status": "error" if error else "success", "latency_ms": self.latency * 1000.0,
+            "input_tokens": input_tokens, "output_tokens": output_tokens, "cached_input_tokens": cached,
+            "reasoning_tokens": reasoning, "cost_usd": self.cost, "error_type": error["type"] if error else None,
             "error_message": error["message"] if error else None,
         }
 
@@ -167,14 +197,9 @@ class Call:
 
     def record(self) -> dict[str, Any]:
         """The trace record of this finished call (built by the exporter thread, not on the call path)."""
-        latency_ms, ttft, tokens, cost, error = self.outcome
-        input_tokens, output_tokens, cached, reasoning = tokens or (None, None, None, None)
-        if self.response is not None:
-            try:
-                self._read_content()
-            except Exception:
-                self.rt.self_metrics.instrumentation_errors.labels("record").inc()
-                log.debug("llmmetrics: could not read the response content", exc_info=True)
+        self.complete()
+        error, ttft = self.error, self.ttft
+        input_tokens, output_tokens, cached, reasoning = self.tokens or (None, None, None, None)
         run = self.run
         rt = self.rt
         output = self.output
@@ -199,14 +224,14 @@ class Call:
             "response_model": self.response_model,
             "stream": self.stream,
             "status": "error" if error else "success",
-            "latency_ms": latency_ms,
+            "latency_ms": self.latency * 1000.0,
             "ttft_ms": None if ttft is None else ttft * 1000.0,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cached_input_tokens": cached,
             "reasoning_tokens": reasoning,
             "total_tokens": total,
-            "cost_usd": cost,
+            "cost_usd": self.cost,
             "error": error,
             "messages": self.content,
             "kwargs": _safe_kwargs(self.kwargs),
@@ -225,16 +250,11 @@ class Call:
 
     # -- reading a parsed response -------------------------------------------------------------------------
 
-    def read_response(self, response: Any) -> None:
-        """Take what the metrics need (usage, model) from a parsed (non-stream) response now; the rest of
-        the record (output, finish reason, tool calls) is read later by the exporter."""
+    def _read_content(self) -> None:
+        """Model, usage, output, finish reason, tool calls and request id of a non-stream response."""
+        response, self.response = self.response, None
         self.response_model = getattr(response, "model", None)
         self.usage = getattr(response, "usage", None)
-        self.response = response
-
-    def _read_content(self) -> None:
-        """Output, finish reason, tool calls and request id of a non-stream response (exporter thread)."""
-        response, self.response = self.response, None
         if self.provider_request_id is None:
             # openai sets _request_id as a plain instance attribute; a missing one would go through
             # pydantic's slow __getattr__, so read the instance dict
@@ -332,7 +352,7 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
             else:
                 wrap_sync_stream(parsed, call, withhold_usage)
             return result
-        call.read_response(parsed)
+        call.response = parsed  # read by the exporter
     except Exception as exc:  # e.g. parse() of an invalid body: the user will see this when they parse
         if raw:
             call.fail(exc)

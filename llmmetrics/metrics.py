@@ -142,7 +142,8 @@ def _raw_value(value: Any) -> Any:
 class CallSeries:
     """Everything one (provider, model, operation) records, behind one lock, looked up once.
 
-    A call does ``start()`` and then ``succeeded(...)`` or ``failed(...)``: two lock acquisitions in all.
+    A call does ``start()`` and then ``succeeded(...)`` or ``failed(...)`` on the call path: two lock
+    acquisitions in all. A success's tokens and cost are added by the exporter thread with ``used(...)``.
     """
 
     __slots__ = ("lock", "in_flight", "requests_ok", "requests_error", "duration_ok", "duration_error", "ttft",
@@ -170,16 +171,20 @@ class CallSeries:
         with self.lock:
             self.in_flight._value += 1
 
-    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None,
-                  tokens: tuple[int | None, int | None, int | None, int | None] | None,
-                  cost: float | None, cost_exemplar: Exemplar | None) -> None:
-        """Record a successful call. Zero cached/reasoning counts are skipped (most calls have none)."""
+    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None) -> None:
+        """Record a successful call's end (call path); its tokens and cost follow through ``used``."""
         with self.lock:
             self.in_flight._value -= 1
             self.requests_ok._value += 1
             self.duration_ok.add(latency, exemplar)
             if ttft is not None:
                 self.ttft.add(ttft)
+
+    def used(self, tokens: tuple[int | None, int | None, int | None, int | None] | None, cost: float | None,
+             cost_exemplar: Exemplar | None) -> None:
+        """Record a successful call's tokens and cost (exporter thread). Zero cached/reasoning counts are
+        skipped (most calls have none); a call without a cost is counted as unpriced."""
+        with self.lock:
             if tokens is not None:
                 for i, n in enumerate(tokens):
                     if n or (n is not None and i < 2):

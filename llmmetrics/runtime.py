@@ -79,6 +79,9 @@ class RunEnd:
         self.config = config
         self.end_perf = end_perf
 
+    def complete(self) -> None:
+        """Nothing to count: a run's calls count their own tokens and cost."""
+
     def record(self) -> dict[str, Any]:
         return run_record(self.run, self.exc, self.config, self.end_perf)
 

@@ -39,9 +39,11 @@ class Traced:
         return records[0]
 
     def value(self, name: str, **labels: str) -> float | None:
+        assert self.runtime.flush(10), "the exporter did not finish within 10 s"  # it counts tokens and cost
         return self.registry.get_sample_value(name, labels)
 
     def openmetrics(self) -> str:
+        assert self.runtime.flush(10), "the exporter did not finish within 10 s"
         return generate_latest(self.registry).decode()
 
 

@@ -196,9 +196,9 @@ def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, l
     """If reading the response breaks inside llmmetrics, the user still gets the response; the failure is counted."""
     from llmmetrics.instrumentation import Call
 
-    def broken(self: Any, response: Any) -> None:
+    def broken(self: Any) -> None:
         raise RuntimeError("bug in llmmetrics")
-    monkeypatch.setattr(Call, "read_response", broken)
+    monkeypatch.setattr(Call, "_read_content", broken)
     client = llmmetrics.instrument(make_client(llm_server))
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content
