@@ -54,6 +54,7 @@ _NO_DICT: dict[str, Any] = {}
 _MARK = "__llmmetrics_original__"
 _PROVIDER_ATTR = "_llmmetrics_provider"
 _INSTANCE_ATTR = "_llmmetrics_instrumented"
+_exemplar = tuple.__new__  # builds an Exemplar (a NamedTuple) without its Python-level __new__ frame
 
 
 class Call:
@@ -77,8 +78,8 @@ class Call:
                 pass
         self.provider = provider
         self.model = model = kwargs.get("model")
-        self.model_label = label = rt.metrics.model_label(model)
-        self.series = rt.metrics.series(provider, label, operation)
+        self.series = series = rt.metrics.series_for(provider, model, operation)
+        self.model_label = series.model_label
         self.kwargs = kwargs
         self.content = kwargs.get(_CONTENT_ARG[operation])
         self.stream = kwargs.get("stream") is True
@@ -126,7 +127,8 @@ class Call:
         self.finished = True
         self.latency = latency = t1 - self.t0
         # exemplar timestamp without another clock read
-        exemplar = Exemplar({"trace_id": self.trace_id, "span_id": self.span_id}, latency, self.ts_ns * 1e-9 + latency)
+        exemplar = _exemplar(Exemplar, ({"trace_id": self.trace_id, "span_id": self.span_id}, latency,
+                                        self.ts_ns * 1e-9 + latency))
         self.ttft = ttft = None if self.first_token is None else self.first_token - self.t0
         if exc is None:
             self.series.succeeded(latency, exemplar, ttft)
@@ -359,7 +361,7 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
             return result
         call.rt.self_metrics.instrumentation_errors.labels("record").inc()
         log.debug("llmmetrics: could not read the response", exc_info=True)
-    call.succeed()
+    call._finish(time.perf_counter(), None)
     return result
 
 

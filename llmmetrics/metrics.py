@@ -147,10 +147,11 @@ class CallSeries:
     """
 
     __slots__ = ("lock", "in_flight", "requests_ok", "requests_error", "duration_ok", "duration_error", "ttft",
-                 "tokens", "token_hist", "cost", "unpriced", "_errors", "_metrics", "_labels")
+                 "tokens", "token_hist", "cost", "unpriced", "_errors", "_metrics", "_labels", "model_label")
 
     def __init__(self, metrics: LLMMetrics, provider: str, model: str, operation: str) -> None:
         labels = (provider, model, operation)
+        self.model_label = model
         self._metrics = metrics
         self._labels = labels
         self.lock = threading.Lock()
@@ -239,7 +240,21 @@ class LLMMetrics:
         self._model_labels: dict[str, str] = {}
         self._admitted: set[str] = set()
         self._series: dict[tuple[str, str, str], CallSeries] = {}
+        self._requested: dict[tuple[str, str, str], CallSeries] = {}
         self._lock = threading.Lock()
+
+    def series_for(self, provider: str, model: Any, operation: str) -> CallSeries:
+        """The series of a call as it was requested (raw model string): one dictionary lookup once seen."""
+        key = (provider, model, operation)
+        series = self._requested.get(key) if type(model) is str else None
+        if series is None:
+            series = self.series(provider, self.model_label(model), operation)  # counts an overflow itself
+            # like the label cache, bounded: a typo loop must not grow it without bound
+            if type(model) is str and len(self._requested) < 16 * self._max_models:
+                self._requested[key] = series
+        elif series.model_label == OTHER_MODEL and self._self is not None:
+            self._self.model_overflow.inc()
+        return series
 
     def model_label(self, model: Any) -> str:
         """The label value for a requested model: normalised, and ``other`` beyond the cardinality cap."""

@@ -91,6 +91,19 @@ def test_model_label_cardinality_is_capped() -> None:
     assert len(metrics._model_labels) <= 4 * 3
 
 
+def test_series_for_a_requested_model_counts_every_overflowing_call() -> None:
+    """The call path's cached lookup gives the capped series and counts each overflowing call exactly once."""
+    registry = CollectorRegistry()
+    metrics = LLMMetrics(registry, max_models=2, self_metrics=SelfMetrics(registry))
+    picked = [metrics.series_for("openai", name, "chat") for name in ("a", "b", "c", "a", "c", "d", "c")]
+    assert [s.model_label for s in picked] == ["a", "b", "other", "a", "other", "other", "other"]
+    assert picked[2] is picked[4] is picked[5]
+    assert registry.get_sample_value("llmmetrics_model_overflow_total") == 4
+    for i in range(10_000):
+        metrics.series_for("openai", f"typo-{i}", "chat")
+    assert len(metrics._requested) <= 16 * 2 and len(metrics._series) == 3
+
+
 def test_model_names_are_normalised() -> None:
     """Case and surrounding spaces do not make new series; non-strings and empty names are handled."""
     metrics = LLMMetrics(CollectorRegistry())
