@@ -14,7 +14,9 @@ What is measured, all in one process and one run, bare and instrumented interlea
    asks for usage: the request goes out unchanged and the difference is llmmetrics' own work.
 2. time to the first stream chunk, bare vs instrumented.
 3. a real loopback socket to the embedded fake server, run in its own process.
-4. the call path alone (``callpath-stub``): the wrapper ``instrument()`` installs, around a stub that
+4. a hand-written floor (``chat_floor``): the least a useful wrapper does (a histogram, two counters, a
+   deque append), so that llmmetrics' added time can be read as a multiple of it, on any machine.
+5. the call path alone (``callpath-stub``): the wrapper ``instrument()`` installs, around a stub that
    returns an already parsed answer, vs the bare stub. Without the openai client's own ~1 ms per call on
    both sides, the added microseconds are measured with far less noise; CPU per call still includes the
    exporter thread rendering each record and the sinks writing it.
@@ -170,6 +172,53 @@ def measure_ttft(bare: Any, inst: Any, n: int, warmup: int) -> dict[str, Any]:
     return {"mode": "inprocess-sync", "workload": "chat_stream_ttft", **common.summarize(ta, tb)}
 
 
+# ---- a reference point: the leanest useful wrapper, written by hand ------------------------------------------
+
+def floor_client() -> Any:
+    """A bare client whose chat ``create`` is wrapped by the least a useful instrumentation does.
+
+    Two clock reads, one histogram observation, two counter increments and one deque append holding the
+    request and response, in prometheus_client's public API. Its added time, measured in the same run,
+    is the yardstick that carries across machines: llmmetrics' added time divided by the floor's.
+    """
+    import collections
+    import types
+
+    from prometheus_client import Counter, Histogram
+
+    registry = CollectorRegistry()
+    duration = Histogram("floor_duration_seconds", "d", ["model"], registry=registry).labels(common.MODEL)
+    tokens = Counter("floor_tokens", "t", ["model", "kind"], registry=registry)
+    input_tokens, output_tokens = tokens.labels(common.MODEL, "input"), tokens.labels(common.MODEL, "output")
+    kept: collections.deque[Any] = collections.deque(maxlen=1000)
+    client = common.inprocess_client()
+    completions = client.chat.completions
+    original = type(completions).create
+    clock = time.perf_counter
+
+    def create(self: Any, **kwargs: Any) -> Any:
+        t0 = clock()
+        response = original(self, **kwargs)
+        duration.observe(clock() - t0)
+        usage = response.usage
+        input_tokens.inc(usage.prompt_tokens)
+        output_tokens.inc(usage.completion_tokens)
+        kept.append((kwargs, response))
+        return response
+
+    completions.create = types.MethodType(create, completions)
+    return client
+
+
+def measure_floor(bare: Any, n: int, warmup: int) -> dict[str, Any]:
+    """Bare vs the hand-written floor, sync chat, interleaved like every other row."""
+    floor = floor_client()
+    a, b = common.paired(lambda: common.chat(bare), lambda: common.chat(floor), n, warmup)
+    row = {"mode": "inprocess-sync", "workload": "chat_floor", **common.summarize(a, b)}
+    progress(row)
+    return row
+
+
 # ---- the call path alone: the wrapper around a stub that returns an already parsed answer ----------------------
 
 class _Headers(dict):
@@ -286,6 +335,14 @@ def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
     return out
 
 
+def floor_ratio(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """llmmetrics' added time on sync chat over the hand-written floor's, both from this run."""
+    by = {r["workload"]: r["paired_added_us"] for r in rows if r["mode"] == "inprocess-sync"}
+    ours, floor = by.get("chat"), by.get("chat_floor")
+    ratio = round(ours / floor, 2) if ours is not None and floor and floor > 0 else None
+    return {"llmmetrics_added_us": ours, "floor_added_us": floor, "x_floor": ratio}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=None,
@@ -316,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                                  cpu_blocks)
         rows += measure_sync("inprocess-sync", bare, inst, n, warmup, cpu_calls, cpu_blocks,
                              {**common.SYNC_WORKLOADS, "chat_stream_usage": common.chat_stream_usage})
+        rows.append(measure_floor(bare, n, warmup))
         abare = common.inprocess_client(is_async=True)
         ainst = llmmetrics.instrument(common.inprocess_client(is_async=True))
         rows += measure_async("inprocess-async", abare, ainst, n, warmup, cpu_calls, cpu_blocks)
@@ -350,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "ttft": ttft,
         "per_chunk": per_chunk(rows, chunks),
+        "floor": floor_ratio(rows),
         "records_emitted": emitted,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -359,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     common.print_table("Time to first stream chunk (µs)", [ttft],
                        ("workload", "n", "bare_median_us", "median_us", "added_us", "paired_added_us"))
     print("\nAdded per stream chunk (µs):", result["per_chunk"])
+    print("Sync chat against the hand-written floor (added µs, same run):", result["floor"])
     print(f"records emitted: {emitted}; took {result['seconds']} s; wrote {path}")
     return 0
 

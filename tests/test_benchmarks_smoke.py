@@ -46,10 +46,12 @@ def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
     for mode in ("callpath-stub", "inprocess-sync", "inprocess-async", "loopback-sync"):
         for workload in ("chat", "chat_stream", "responses"):
             assert (mode, workload) in seen, f"missing {mode} {workload}"
-    assert ("inprocess-sync", "chat_stream_usage") in seen
+    assert ("inprocess-sync", "chat_stream_usage") in seen and ("inprocess-sync", "chat_floor") in seen
+    floor = data["floor"]
+    assert isinstance(floor["llmmetrics_added_us"], NUMBER) and isinstance(floor["floor_added_us"], NUMBER)
     for row in data["rows"]:
         assert_timed(row)
-        if row["mode"] != "loopback-sync":
+        if row["mode"] != "loopback-sync" and row["workload"] != "chat_floor":
             assert isinstance(row["added_cpu_us"], NUMBER)
     assert_timed(data["ttft"])
     assert data["settings"]["stream_chunks_seen"] >= 50
