@@ -21,7 +21,12 @@ log = logging.getLogger("llmmetrics")
 
 
 def _observe_chat(call: Call, chunk: Any, withhold_usage: bool) -> bool:
-    """Note what a chat chunk tells; True if the chunk must be withheld from the user."""
+    """Note what a chat chunk tells; True if the chunk must be withheld from the user.
+
+    Runs once per chunk, and every attribute of an openai model costs a slow lookup (pydantic's
+    ``__getattr__`` hook keeps Python from specialising it): a text delta is not also searched for tool
+    calls, and usage is looked for on the chunks that can carry it (the last choice, or no choice).
+    """
     choices = chunk.choices
     if choices:
         if call.first_token is None:
@@ -33,12 +38,14 @@ def _observe_chat(call: Call, chunk: Any, withhold_usage: bool) -> bool:
             text = delta.content
             if text:
                 call.chunks.append(text)  # type: ignore[union-attr]
-            if delta.tool_calls:
+            elif delta.tool_calls:
                 _merge_tool_calls(call, delta.tool_calls)
-        if choice.finish_reason is not None:
-            call.finish_reason = choice.finish_reason
-        if chunk.usage is not None:
-            call.usage = chunk.usage
+        reason = choice.finish_reason
+        if reason is not None:
+            call.finish_reason = reason
+            usage = chunk.usage
+            if usage is not None:
+                call.usage = usage
         return False
     usage = chunk.usage
     if usage is not None:

@@ -220,3 +220,30 @@ def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, l
     assert ours[-1].choices[0].finish_reason == "stop" and len(ours) >= 3
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
     assert traced.only_record()["status"] == "success"
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup_order", "description": "Find an order by number.",
+                                            "parameters": {"type": "object",
+                                                           "properties": {"order": {"type": "string"}}}}}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_tool_calls_are_recorded_as_the_user_sees_them(traced: Traced, client: Any, stream: bool) -> None:
+    """The record's tool calls (id, name, arguments) are the ones the user reads, streamed deltas merged."""
+    result = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS, stream=stream)
+    if stream:
+        seen: dict[int, dict[str, Any]] = {}
+        for chunk in result:
+            for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                entry = seen.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+                entry["id"] = delta.id or entry["id"]
+                entry["name"] = (delta.function.name if delta.function else None) or entry["name"]
+                entry["arguments"] += (delta.function.arguments if delta.function else None) or ""
+        expected = [seen[i] for i in sorted(seen)]
+    else:
+        expected = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
+                    for t in result.choices[0].message.tool_calls]
+    record = traced.only_record()
+    assert expected and expected[0]["name"] == "lookup_order" and orjson.loads(expected[0]["arguments"])
+    assert record["tool_calls"] == expected
+    assert record["finish_reason"] == "tool_calls"
