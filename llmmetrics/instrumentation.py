@@ -54,14 +54,13 @@ _NO_DICT: dict[str, Any] = {}
 _MARK = "__llmmetrics_original__"
 _PROVIDER_ATTR = "_llmmetrics_provider"
 _INSTANCE_ATTR = "_llmmetrics_instrumented"
-_exemplar = tuple.__new__  # builds an Exemplar (a NamedTuple) without its Python-level __new__ frame
 
 
 class Call:
     """One traced call in flight: what was asked, when, under which run and context."""
 
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
-                 "ts_ns", "t0", "ctx", "run", "trace_id", "span_id", "_call_id", "first_token", "chunks",
+                 "ts_ns", "t0", "ctx", "run", "_ids", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
                  "output", "stream_error", "response", "latency", "ttft", "error", "tokens", "cost", "completed")
 
@@ -86,13 +85,8 @@ class Call:
         if type(self.content) is list:
             self.content = list(self.content)  # the record is built later; the user may append meanwhile
         self.ctx = _bound.get()
-        self.run = run = _run.get()
-        if run is None:
-            ids = f"{getrandbits(192):048x}"
-            self.trace_id, self.span_id = ids[:32], ids[32:]
-        else:
-            self.trace_id, self.span_id = run.trace_id, f"{getrandbits(64):016x}"
-        self._call_id: str | None = None
+        self.run = _run.get()
+        self._ids: tuple[str, str, str] | None = None
         self.first_token: float | None = None
         self.chunks: list[str] | None = None
         self.usage: Any = None
@@ -104,6 +98,7 @@ class Call:
         self.response: Any = None
         self.stream_error: BaseException | None = None
         self.error: dict[str, Any] | None = None
+        self.ttft: float | None = None
         self.tokens: tuple[int | None, int | None, int | None, int | None] | None = None
         self.cost: float | None = None
         self.finished = False
@@ -121,33 +116,28 @@ class Call:
         self._finish(time.perf_counter(), exc)
 
     def _finish(self, t1: float, exc: BaseException | None) -> None:
-        """The call-path end of a call: latency and outcome into the metrics, then the call to the exporter."""
+        """The call-path end of a call: its latency and error noted, in-flight down, the call to the exporter."""
         if self.finished:
             return
         self.finished = True
-        self.latency = latency = t1 - self.t0
-        # exemplar timestamp without another clock read
-        exemplar = _exemplar(Exemplar, ({"trace_id": self.trace_id, "span_id": self.span_id}, latency,
-                                        self.ts_ns * 1e-9 + latency))
-        self.ttft = ttft = None if self.first_token is None else self.first_token - self.t0
-        if exc is None:
-            self.series.succeeded(latency, exemplar, ttft)
-        else:
-            error_type = type(exc).__name__
-            self.series.failed(latency, exemplar, ttft, error_type)
-            self.error = {"type": error_type, "message": str(exc)[:2000],
+        self.latency = t1 - self.t0
+        if self.first_token is not None:
+            self.ttft = self.first_token - self.t0
+        if exc is not None:
+            self.error = {"type": type(exc).__name__, "message": str(exc)[:2000],
                           "status_code": getattr(exc, "status_code", None)}
             if self.provider_request_id is None:
                 self.provider_request_id = getattr(exc, "request_id", None)
+        self.series.end()
         if self.run is not None:
             self.run.steps.append(self)
         self.rt.submit(self)
 
     def complete(self) -> None:
-        """The exporter's part of a finished call: read the response, count its tokens and cost.
+        """The exporter's part of a finished call: read the response, then count the call in the metrics.
 
-        Off the call path, so token and cost series trail the request counter by at most one exporter
-        interval; a call the exporter queue cannot take is completed on the spot, so none goes uncounted.
+        Off the call path, so every series but in-flight trails the call by at most one exporter interval
+        (0.1 s); a call the exporter queue cannot take is completed on the spot, so none goes uncounted.
         """
         if self.completed:
             return
@@ -158,7 +148,11 @@ class Call:
             except Exception:
                 self.rt.self_metrics.instrumentation_errors.labels("record").inc()
                 log.debug("llmmetrics: could not read the response content", exc_info=True)
+        latency = self.latency
+        at = self.ts_ns * 1e-9 + latency  # exemplar timestamp: the call's end, without another clock read
+        ids = {"trace_id": self.trace_id, "span_id": self.span_id}
         if self.error is not None:
+            self.series.failed(latency, Exemplar(ids, latency, at), self.ttft, self.error["type"])
             return
         usage = self.usage
         cost = cost_exemplar = None
@@ -172,9 +166,8 @@ class Call:
                 price = self.rt.prices.lookup(self.model, self.response_model)
                 if price is not None:
                     self.cost = cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0)
-                    cost_exemplar = Exemplar({"trace_id": self.trace_id, "span_id": self.span_id}, cost,
-                                             self.ts_ns * 1e-9 + self.latency)
-        self.series.used(self.tokens, cost, cost_exemplar)
+                    cost_exemplar = Exemplar(ids, cost, at)
+        self.series.succeeded(latency, Exemplar(ids, latency, at), self.ttft, self.tokens, cost, cost_exemplar)
 
     def step(self) -> dict[str, Any]:
         """This call as a step of its run record."""
@@ -189,13 +182,31 @@ class Call:
             "error_message": error["message"] if error else None,
         }
 
+    # Ids are made on first use, off the call path: by the exporter, for the exemplars, the record and the
+    # run's steps. A call in a run shares the run's trace id.
+
+    @property
+    def trace_id(self) -> str:
+        return (self._ids or self._new_ids())[0]
+
+    @property
+    def span_id(self) -> str:
+        return (self._ids or self._new_ids())[1]
+
     @property
     def call_id(self) -> str:
-        """Made on first use, off the call path (by the exporter, for the record or the run's steps)."""
-        call_id = self._call_id
-        if call_id is None:
-            call_id = self._call_id = f"{getrandbits(128):032x}"
-        return call_id
+        return (self._ids or self._new_ids())[2]
+
+    def _new_ids(self) -> tuple[str, str, str]:
+        run = self.run
+        if run is None:
+            raw = f"{getrandbits(320):080x}"
+            ids = raw[:32], raw[32:48], raw[48:]
+        else:
+            raw = f"{getrandbits(192):048x}"
+            ids = run.trace_id, raw[:16], raw[16:]
+        self._ids = ids
+        return ids
 
     def record(self) -> dict[str, Any]:
         """The trace record of this finished call (built by the exporter thread, not on the call path)."""

@@ -142,8 +142,9 @@ def _raw_value(value: Any) -> Any:
 class CallSeries:
     """Everything one (provider, model, operation) records, behind one lock, looked up once.
 
-    A call does ``start()`` and then ``succeeded(...)`` or ``failed(...)`` on the call path: two lock
-    acquisitions in all. A success's tokens and cost are added by the exporter thread with ``used(...)``.
+    On the call path a call does ``start()`` and ``end()``: the in-flight gauge, live. The exporter thread
+    then counts it with ``succeeded(...)`` or ``failed(...)``: requests, duration with its exemplar, time to
+    first token, tokens and cost, under the same one lock.
     """
 
     __slots__ = ("lock", "in_flight", "requests_ok", "requests_error", "duration_ok", "duration_error", "ttft",
@@ -169,23 +170,25 @@ class CallSeries:
         self._errors: dict[str, Any] = {}
 
     def start(self) -> None:
+        """A call began (call path)."""
         with self.lock:
             self.in_flight._value += 1
 
-    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None) -> None:
-        """Record a successful call's end (call path); its tokens and cost follow through ``used``."""
+    def end(self) -> None:
+        """A call ended (call path); what it was worth is counted by ``succeeded`` or ``failed``."""
         with self.lock:
             self.in_flight._value -= 1
+
+    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None,
+                  tokens: tuple[int | None, int | None, int | None, int | None] | None,
+                  cost: float | None, cost_exemplar: Exemplar | None) -> None:
+        """Count a successful call (exporter thread). Zero cached/reasoning counts are skipped (most calls
+        have none); a call without a cost is counted as unpriced."""
+        with self.lock:
             self.requests_ok._value += 1
             self.duration_ok.add(latency, exemplar)
             if ttft is not None:
                 self.ttft.add(ttft)
-
-    def used(self, tokens: tuple[int | None, int | None, int | None, int | None] | None, cost: float | None,
-             cost_exemplar: Exemplar | None) -> None:
-        """Record a successful call's tokens and cost (exporter thread). Zero cached/reasoning counts are
-        skipped (most calls have none); a call without a cost is counted as unpriced."""
-        with self.lock:
             if tokens is not None:
                 for i, n in enumerate(tokens):
                     if n or (n is not None and i < 2):
@@ -198,11 +201,11 @@ class CallSeries:
                 self.cost._exemplar = cost_exemplar
 
     def failed(self, latency: float, exemplar: Exemplar, ttft: float | None, error_type: str) -> None:
+        """Count a failed call (exporter thread)."""
         errors = self._errors.get(error_type)
         if errors is None:
             errors = self._errors[error_type] = _raw(self._metrics.errors.labels(*self._labels, error_type))
         with self.lock:
-            self.in_flight._value -= 1
             self.requests_error._value += 1
             self.duration_error.add(latency, exemplar)
             if ttft is not None:

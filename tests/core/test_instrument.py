@@ -109,6 +109,7 @@ def test_configured_provider_overrides_detection(tmp_path: Any, llm_server: Any)
     rt = llmmetrics.configure(registry=registry, trace_file=str(tmp_path / "t.jsonl"), provider="vllm")
     try:
         llmmetrics.instrument(make_client(llm_server)).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert rt.flush(10)  # the exporter counts the call
         assert registry.get_sample_value("llm_requests_total", {**LABELS, "provider": "vllm"}) == 1
     finally:
         rt.close(5)

@@ -31,7 +31,7 @@ def test_configured_slo_is_an_exact_histogram_bound() -> None:
     series = metrics.series("openai", "gpt-4o-mini", "chat")
     for latency in (1.4, 1.6):
         series.start()
-        series.succeeded(latency, Exemplar({"trace_id": "a" * 32}, latency, 0.0), None)
+        series.succeeded(latency, Exemplar({"trace_id": "a" * 32}, latency, 0.0), None, None, None, None)
     labels = {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat", "status": "ok"}
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "1.5"}) == 1
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "4.0"}) == 2
@@ -47,7 +47,7 @@ def test_series_bucketing_matches_prometheus_client() -> None:
     reference = metrics.duration.labels("p", "m", "chat", "error")
     values = [0.0, 0.01, 0.0100001, 0.5, 2.0, 2.0000001, 3.0, 81.92, 327.68, 400.0, 1e9]
     for v in values:
-        series.succeeded(v, Exemplar({}, v, 0.0), None)
+        series.succeeded(v, Exemplar({}, v, 0.0), None, None, None, None)
         reference.observe(v)
     for bound in metrics.buckets + (float("inf"),):
         le = "+Inf" if bound == float("inf") else str(bound)
@@ -64,8 +64,8 @@ def test_concurrent_updates_are_not_lost() -> None:
     def work() -> None:
         for _ in range(5000):
             series.start()
-            series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None)
-            series.used((3, 2, 0, 0), 0.5, None)
+            series.end()
+            series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, (3, 2, 0, 0), 0.5, None)
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
