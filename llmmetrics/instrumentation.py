@@ -62,7 +62,7 @@ class Call:
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
                  "ts_ns", "t0", "ctx", "run", "_ids", "first_token", "chunks",
                  "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
-                 "output", "stream_error", "response", "latency", "ttft", "error", "tokens", "cost", "completed")
+                 "output", "stream_error", "response", "http_response", "latency", "ttft", "error", "tokens", "cost", "completed")
 
     def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -96,6 +96,7 @@ class Call:
         self.provider_request_id: str | None = None
         self.output: str | None = None
         self.response: Any = None
+        self.http_response: Any = None
         self.stream_error: BaseException | None = None
         self.error: dict[str, Any] | None = None
         self.ttft: float | None = None
@@ -142,7 +143,7 @@ class Call:
         if self.completed:
             return
         self.completed = True
-        if self.response is not None:
+        if self.response is not None or self.http_response is not None:
             try:
                 self._read_content()
             except Exception:
@@ -264,8 +265,14 @@ class Call:
     # -- reading a parsed response -------------------------------------------------------------------------
 
     def _read_content(self) -> None:
-        """Model, usage, output, finish reason, tool calls and request id of a non-stream response."""
+        """The request id of a stream (from its HTTP headers); model, usage, output, finish reason, tool
+        calls and request id of a non-stream response."""
+        http_response, self.http_response = self.http_response, None
+        if http_response is not None and self.provider_request_id is None:
+            self.provider_request_id = http_response.headers.get("x-request-id")
         response, self.response = self.response, None
+        if response is None:
+            return
         self.response_model = getattr(response, "model", None)
         self.usage = getattr(response, "usage", None)
         if self.provider_request_id is None:
@@ -357,9 +364,7 @@ def _on_result(call: Call, result: Any, withhold_usage: bool, is_async: bool) ->
         else:
             parsed = result
         if call.stream:
-            if call.provider_request_id is None:
-                response = getattr(parsed, "response", None)
-                call.provider_request_id = response.headers.get("x-request-id") if response is not None else None
+            call.http_response = getattr(parsed, "response", None)  # its request id is read by the exporter
             if is_async:
                 wrap_async_stream(parsed, call, withhold_usage)
             else:
