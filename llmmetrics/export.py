@@ -1,9 +1,10 @@
 """Turning finished calls into trace records, off the call path.
 
-A traced call ends by recording its latency and outcome and handing itself to :class:`RecordExporter`:
-one deque append. The exporter's thread completes the call (reads the response, counts tokens and cost
-into the metrics), builds the record dict, runs the processor pipeline (context merge,
-sampling, redaction, rendering, secret scrubbing, size bound) and gives the rendered line to every sink.
+A traced call ends by moving the in-flight gauge down and handing itself to :class:`RecordExporter`:
+one deque append. The exporter's thread completes the call (reads the response; counts requests,
+duration, time to first token, tokens and cost into the metrics), builds the record dict, runs the
+processor pipeline (context merge, sampling, redaction, rendering, secret scrubbing, size bound) and gives
+the rendered line to every sink.
 Prompts are snapshotted when the call starts, so what the user does to ``messages`` afterwards never
 changes the record.
 """
@@ -67,7 +68,7 @@ class RecordExporter(QueuedSink):
             self._refuse(item)
 
     def _refuse(self, item: Finished) -> None:
-        """No room: the record is dropped and counted, but the call's tokens and cost still reach the metrics."""
+        """No room: the record is dropped and counted, but the call itself is still counted in the metrics."""
         self._dropped.inc()
         try:
             item.complete()

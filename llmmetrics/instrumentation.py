@@ -60,9 +60,9 @@ class Call:
     """One traced call in flight: what was asked, when, under which run and context."""
 
     __slots__ = ("rt", "operation", "provider", "model", "model_label", "series", "kwargs", "content", "stream",
-                 "ts_ns", "t0", "ctx", "run", "_ids", "first_token", "chunks",
-                 "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished",
-                 "output", "stream_error", "response", "http_response", "latency", "ttft", "error", "tokens", "cost", "completed")
+                 "ts_ns", "t0", "ctx", "run", "_ids", "first_token", "chunks", "usage", "response_model",
+                 "finish_reason", "tool_calls", "provider_request_id", "finished", "output", "stream_error",
+                 "response", "http_response", "latency", "ttft", "error", "tokens", "cost", "completed")
 
     def __init__(self, rt: Runtime, operation: str, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -137,7 +137,7 @@ class Call:
     def complete(self) -> None:
         """The exporter's part of a finished call: read the response, then count the call in the metrics.
 
-        Off the call path, so every series but in-flight trails the call by at most one exporter interval
+        Off the call path, so every series but in-flight trails the call by about one exporter interval
         (0.1 s); a call the exporter queue cannot take is completed on the spot, so none goes uncounted.
         """
         if self.completed:
