@@ -20,6 +20,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
-(cd tests/logql && npm ci --silent --no-audit --no-fund >/dev/null)
+(cd tests/support/logql && npm ci --silent --no-audit --no-fund >/dev/null)
 
 exec .venv/bin/python -m pytest "$@"

@@ -1,3 +1,41 @@
-"""Fixtures shared across test modules."""
+"""Fixtures shared by every test package: the fake LLM server, a fresh runtime per test, instrumented clients,
+and the Loki sink harness. Helpers behind them live in ``tests/support/``."""
 
-from loki_helpers import harness, loki  # noqa: F401 (fixtures for the Loki sink tests)
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import llmmetrics
+from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
+from tests.support.llm import Traced, make_client
+from tests.support.loki import harness, loki  # noqa: F401 (fixtures for the Loki sink tests)
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(seed=11, latency=LatencyModel.none(), faults=FaultPlan(timeout_seconds=30.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[Traced]:
+    registry = CollectorRegistry()
+    path = tmp_path / "traces.jsonl"
+    runtime = llmmetrics.configure(registry=registry, trace_file=str(path), service="test-svc", env="test")
+    yield Traced(registry, path, runtime)
+    runtime.close(5)
+
+
+@pytest.fixture
+def client(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(make_client(llm_server))
+
+
+@pytest.fixture
+def async_client(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(make_client(llm_server, is_async=True))

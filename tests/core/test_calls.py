@@ -12,7 +12,7 @@ import pytest
 
 from llmmetrics.pricing import PriceTable
 
-from .conftest import Traced
+from tests.support.llm import Traced
 
 PRICES = PriceTable.load()
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is order #1234?"}]
@@ -155,7 +155,7 @@ def test_client_timeout_is_recorded_as_api_timeout_error(traced: Traced, llm_ser
     """A call that times out on the client raises APITimeoutError as usual and is recorded as one."""
     import llmmetrics
 
-    from .conftest import make_client
+    from tests.support.llm import make_client
     client = llmmetrics.instrument(make_client(llm_server, is_async=is_async, timeout=0.3))
     with pytest.raises(openai.APITimeoutError):
         (call_async if is_async else call_sync)(client, "chat", False, "timeout")

@@ -12,7 +12,7 @@ import pytest
 
 import llmmetrics
 
-from .conftest import Traced
+from tests.support.llm import Traced
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

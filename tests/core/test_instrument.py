@@ -10,7 +10,7 @@ import pytest
 import llmmetrics
 from llmmetrics.providers import provider_for_url
 
-from .conftest import Traced, make_client
+from tests.support.llm import Traced, make_client
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 LABELS = {"provider": "openai_compatible", "model": "gpt-4o-mini", "operation": "chat", "status": "ok"}

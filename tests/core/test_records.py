@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import llmmetrics
 
-from .conftest import API_KEY, Traced, make_client
+from tests.support.llm import API_KEY, Traced, make_client
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

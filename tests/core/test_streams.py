@@ -13,7 +13,7 @@ import pytest
 
 import llmmetrics
 
-from .conftest import Traced, make_client
+from tests.support.llm import Traced, make_client
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 

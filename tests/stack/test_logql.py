@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.logql_grammar import logql_parse_errors
+from tests.support.logql_grammar import logql_parse_errors
 from tests.stack.stack_files import load_dashboards, substitute, targets
 
 STREAM_LABELS = {"service_name", "env", "provider", "level"}

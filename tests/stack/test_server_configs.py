@@ -19,7 +19,7 @@ import yaml
 from llmmetrics.config import Config
 from llmmetrics.sinks.loki_push import MAX_LABEL_NAMES, MAX_LINE_BYTES
 from llmmetrics.stack import dashboards, provisioning
-from tests.logql_grammar import logql_parse_errors
+from tests.support.logql_grammar import logql_parse_errors
 from tests.stack.shared import REPO, load_schema
 from tests.stack.stack_files import substitute
 from tests.stack.tools import binary, run

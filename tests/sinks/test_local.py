@@ -20,7 +20,7 @@ from llmmetrics.sinks.file import FileSink
 from llmmetrics.sinks.logging import LoggingSink, json_formatter, loguru_format
 from llmmetrics.sinks.worker import QueuedSink
 
-from .conftest import make_client
+from tests.support.llm import make_client
 
 
 def _record(n: int, size: int = 100) -> Record:

@@ -25,7 +25,7 @@ from typing import Any, Self
 
 import orjson
 import pytest
-from test_traces_local import FILTERS, TRACE, agent_run, dataset, ids_of
+from tests.traces.test_local import FILTERS, TRACE, agent_run, dataset, ids_of
 
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.loki_client import LokiClient, LokiError, decode_query_range

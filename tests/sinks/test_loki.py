@@ -9,13 +9,13 @@ import time
 from typing import Any
 
 import pytest
-from loki_contract_server import LokiContractServer
+from tests.support.loki_contract_server import LokiContractServer
 
 from llmmetrics.config import Config, ConfigError
 from llmmetrics.sinks import Sink
 from llmmetrics.sinks.loki import LokiSink
 from llmmetrics.sinks.loki_push import COMPRESSOR, PushEncoder, parse_retry_after, stream_labels
-from loki_helpers import Harness, index, record
+from tests.support.loki import Harness, index, record
 
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from logql_grammar import (
+from tests.support.logql_grammar import (
     logql_parse_errors,  # tests/ is on sys.path under pytest (rootdir-less test dir)
 )
 
@@ -119,7 +119,7 @@ class TestDocumentedExamples:
         from pathlib import Path
 
         monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
-        lines = (Path(__file__).resolve().parents[1] / "docs" / "traces.md").read_text().splitlines()
+        lines = (Path(__file__).resolve().parents[2] / "docs" / "traces.md").read_text().splitlines()
         examples = [(line, lines[i + 1]) for i, line in enumerate(lines)
                     if line.startswith("$ llmmetrics traces") and line.endswith("--print-logql")]
         assert len(examples) >= 5

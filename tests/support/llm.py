@@ -1,19 +1,17 @@
-"""Fixtures for the core tests: the fake LLM server on loopback and a fresh llmmetrics runtime per test."""
+"""The real ``openai`` client against the fake LLM server, and a configured runtime to read back (``Traced``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import orjson
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
 import llmmetrics
-from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
+from llmmetrics.fake_server import FakeLLMServer
 
 API_KEY = "sk-test-0123456789abcdefghijklmnop"
 
@@ -47,31 +45,6 @@ class Traced:
         return generate_latest(self.registry).decode()
 
 
-@pytest.fixture(scope="session")
-def llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer(seed=11, latency=LatencyModel.none(), faults=FaultPlan(timeout_seconds=30.0)) as server:
-        yield server
-
-
-@pytest.fixture
-def traced(tmp_path: Path) -> Iterator[Traced]:
-    registry = CollectorRegistry()
-    path = tmp_path / "traces.jsonl"
-    runtime = llmmetrics.configure(registry=registry, trace_file=str(path), service="test-svc", env="test")
-    yield Traced(registry, path, runtime)
-    runtime.close(5)
-
-
 def make_client(server: FakeLLMServer, *, is_async: bool = False, timeout: float = 10.0) -> Any:
     cls = openai.AsyncOpenAI if is_async else openai.OpenAI
     return cls(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
-
-
-@pytest.fixture
-def client(llm_server: FakeLLMServer) -> Any:
-    return llmmetrics.instrument(make_client(llm_server))
-
-
-@pytest.fixture
-def async_client(llm_server: FakeLLMServer) -> Any:
-    return llmmetrics.instrument(make_client(llm_server, is_async=True))

@@ -2,12 +2,12 @@
 
 Grafana's query editor parses LogQL with the lezer grammar published on npm as ``@grafana/lezer-logql``.
 Running every LogQL string the project ships through that grammar catches syntax errors without a Loki
-server. The node project lives in ``tests/logql/`` (``package.json`` + ``package-lock.json``); its
+server. The node project lives in ``tests/support/logql/`` (``package.json`` + ``package-lock.json``); its
 dependencies are installed with ``npm ci`` on first use.
 
 Example::
 
-    from tests.logql_grammar import logql_parse_errors
+    from tests.support.logql_grammar import logql_parse_errors
     assert logql_parse_errors(['{service_name="llm-app"} | json']) == [[]]
 """
 

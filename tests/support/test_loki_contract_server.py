@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from loki_contract_server import LokiContractServer
+from tests.support.loki_contract_server import LokiContractServer
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from loki_contract_server import LokiContractServer
+from tests.support.loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 import llmmetrics

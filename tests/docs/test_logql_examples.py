@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from logql_grammar import logql_parse_errors
+from tests.support.logql_grammar import logql_parse_errors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("doc,minimum", [("docs/loki.md", 6), ("README.md", 3)])

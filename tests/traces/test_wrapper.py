@@ -15,9 +15,9 @@ from typing import Any
 
 import openai
 import pytest
-from loki_contract_server import LokiContractServer
+from tests.support.loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
-from test_traces_loki import Entry, FakeLoki
+from tests.traces.test_loki import Entry, FakeLoki
 
 import llmmetrics
 from llmmetrics.cli import main as llmmetrics_main

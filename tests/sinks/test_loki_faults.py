@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loki_contract_server import LokiContractServer
+from tests.support.loki_contract_server import LokiContractServer
 
 from llmmetrics.sinks.loki import RECORD_OVERHEAD_BYTES
-from loki_helpers import Harness, index, record
+from tests.support.loki import Harness, index, record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 

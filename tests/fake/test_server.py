@@ -679,7 +679,7 @@ class TestLatency:
 
 def test_command_line_serves_until_interrupted() -> None:
     """`python -m llmmetrics.fake_server` prints its base URL, serves the client, and exits 0 on Ctrl-C."""
-    repo_root = Path(__file__).resolve().parents[1]
+    repo_root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "llmmetrics.fake_server", "--port", "0", "--no-latency", "--seed", "1"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
