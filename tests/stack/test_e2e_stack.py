@@ -175,7 +175,7 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
         procs.append(_start([sys.executable, "-m", "llmmetrics", "demo", "--host", "127.0.0.1", "--port", str(app_port),
                              "--duration", "0", "--error-rate", "0.3", "--rate", "8", "--seed", "7", "--llm", "fake",
                              "--trace-file", str(trace_file), "--quiet"], tmp_path / "demo.log", env))
-        procs.append(_start([binary("prometheus-alertmanager"), f"--config.file={_alertmanager_config(tmp_path, webhook_url)}",
+        procs.append(_start([binary("alertmanager"), f"--config.file={_alertmanager_config(tmp_path, webhook_url)}",
                              f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
                              "--cluster.listen-address="], tmp_path / "alertmanager.log"))
         procs.append(_start([binary("prometheus"), f"--config.file={_prometheus_config(tmp_path, app_port, am_port)}",
