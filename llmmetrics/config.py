@@ -71,6 +71,7 @@ class ConfigProblem:
     from_env: bool = False
     detail: str = ""
     secret: bool = False
+    argument_only: bool = False
 
     @property
     def variable(self) -> str:
@@ -80,6 +81,8 @@ class ConfigProblem:
         shown = "<hidden>" if self.secret else _shown(self.value)
         if self.from_env:
             text = f"{self.variable}={shown} (field {self.field})"
+        elif self.argument_only:
+            text = f"{self.field}={shown} (an argument only, no environment variable)"
         else:
             text = f"{self.field}={shown} (environment variable {self.variable})"
         text += f": expected {self.expected}"
@@ -370,8 +373,7 @@ class Config:
             try:
                 normal = kind.coerce(value)
             except _Invalid as bad:
-                problems.append(ConfigProblem(field.name, value, kind.expected(value), detail=bad.detail,
-                                              secret=not field.repr))
+                problems.append(_problem(field, value, False, bad.detail))
             else:
                 if normal is not value:
                     object.__setattr__(self, field.name, normal)
@@ -422,19 +424,24 @@ def _gather(environ: Mapping[str, str], overrides: Mapping[str, Any]
         elif env_var(name) in environ:
             raw, is_env = environ[env_var(name)], True
             if not kind.from_env:
-                problems.append(ConfigProblem(name, raw, kind.expected(raw), True, "it cannot be set from the environment",
-                                              secret=not field.repr))
+                problems.append(_problem(field, raw, True, "it cannot be set from the environment"))
                 continue
         else:
             continue
         try:
             values[name] = kind.coerce(raw)
         except _Invalid as bad:
-            problems.append(ConfigProblem(name, raw, kind.expected(raw), is_env, bad.detail, secret=not field.repr))
+            problems.append(_problem(field, raw, is_env, bad.detail))
         else:
             if is_env:
                 from_env.add(name)
     return values, problems, from_env
+
+
+def _problem(field: dataclasses.Field[Any], value: Any, from_env: bool, detail: str) -> ConfigProblem:
+    kind: _Kind = field.metadata["kind"]
+    return ConfigProblem(field.name, value, kind.expected(value), from_env, detail, secret=not field.repr,
+                         argument_only=not kind.from_env)
 
 
 def _sources(config: Config) -> frozenset[str]:

@@ -32,7 +32,7 @@ from .fake_server import FakeLLMServer, FaultPlan, LatencyModel
 from .instrumentation import instrument
 from .metrics import LLMMetrics
 from .runtime import Runtime, configure, shutdown
-from .traces.render import format_ms, format_usd
+from .traces.render import format_ms, format_usd, plural
 
 __all__ = ["add_command", "run_demo"]
 
@@ -111,11 +111,6 @@ def _worker(client: openai.OpenAI, stats: Stats, stop: threading.Event, interval
             trace_id, errors = _agent_run(client, rng, chat_model)
         stats.add(trace_id, errors)
         stop.wait(max(interval - (time.monotonic() - started), 0.0))
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 error``, ``2 errors``, with thousands separators."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 class Snapshot:

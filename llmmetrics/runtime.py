@@ -343,3 +343,4 @@ def _logging_shows(level: int) -> bool:
     return not found and last_resort is not None and level >= last_resort.level
 
 
+atexit.register(shutdown)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-__all__ = ["format_ms", "format_tokens", "format_usd", "render_json_lines", "render_table", "render_tree"]
+__all__ = ["format_ms", "format_tokens", "format_usd", "plural", "render_json_lines", "render_table", "render_tree"]
 
 FAILED = "✗"
 OK = "✓"
@@ -151,8 +151,13 @@ def render_tree(trace_id: str, records: Sequence[Mapping[str, Any]], out: IO[str
     out.write(_totals_line(records) + "\n")
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, with thousands separators."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _steps(count: Any) -> str:
-    return "1 step" if count == 1 else f"{count if count is not None else '?'} steps"
+    return "? steps" if count is None else plural(count, "step")
 
 
 def _tree_line(record: Mapping[str, Any], failed_step: bool) -> str:
@@ -193,7 +198,7 @@ def _totals_line(records: Sequence[Mapping[str, Any]]) -> str:
     # a failed call without usage costs nothing knowable; "unpriced" means a success the price table lacks
     unpriced = sum(1 for r in calls if r.get("cost_usd") is None and r.get("status") != "error")
     line = (
-        f"totals: {len(calls)} calls, {failed} failed · model time {format_ms(latency)} · "
+        f"totals: {plural(len(calls), 'call')}, {failed} failed · model time {format_ms(latency)} · "
         f"tokens {format_tokens(inp)} in / {format_tokens(out)} out · "
         f"cost {format_usd(sum(priced)) if priced or not unpriced else 'n/a'}"
     )

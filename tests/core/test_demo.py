@@ -4,7 +4,6 @@ says what it sees while it runs, stops on Ctrl-C (twice: at once), and refuses a
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shlex
 import signal
@@ -12,9 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Exemplar
 
 from llmmetrics.cli import main as llmmetrics_main
-from llmmetrics.demo import Snapshot, plural
+from llmmetrics.demo import Snapshot
 from llmmetrics.metrics import LLMMetrics
+from llmmetrics.traces.render import plural
+
+from tests.support.lines import OutputLines
 
 from .test_multiprocess import _free_port
 
@@ -39,49 +40,21 @@ def _demo_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-class Demo:
+class Demo(OutputLines):
     """``llmmetrics demo`` in a child process, its stdout read line by line as it comes."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str], *, ignore_sigint: bool = False) -> None:
         def ignore() -> None:  # what a background job (`nohup ... &`) hands its children
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmmetrics", "demo", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=ignore if ignore_sigint else None)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 120) -> str:
-        """The first line from now on that satisfies ``predicate``; fails if the output ends or stalls first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                pytest.fail(f"no such line within {timeout} s; output so far: {self.lines}")
-            if line is None:
-                pytest.fail(f"the demo ended first; output: {self.lines}; stderr: {self.stderr()}")
-            self.lines.append(line)
-            if predicate(line):
-                return line
+        super().__init__(subprocess.Popen([sys.executable, "-m", "llmmetrics", "demo", *args], cwd=cwd, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          preexec_fn=ignore if ignore_sigint else None))
 
     def finish(self, timeout: float = 120) -> tuple[int, list[str], str]:
         code = self.proc.wait(timeout=timeout)
-        while (line := self._queue.get(timeout=10)) is not None:
-            self.lines.append(line)
-        return code, self.lines, self.stderr()
-
-    def stderr(self) -> str:
         assert self.proc.stderr is not None
-        return self.proc.stderr.read() if self.proc.poll() is not None else "(still running)"
+        return code, self.rest(), self.proc.stderr.read()
 
     def kill(self) -> None:
         if self.proc.poll() is None:

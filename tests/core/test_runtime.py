@@ -143,6 +143,17 @@ class TestLazyPath:
         assert report["answers"] and report["unknown"] == 0  # counted by the lazy runtime, replaced since
 
 
+def test_a_script_that_never_flushes_still_writes_its_records_at_exit(llm_server: Any, tmp_path: Path) -> None:
+    """The exit hook flushes: a script that makes a call and ends has its record in the trace file."""
+    script = ("import sys, openai, llmmetrics\n"
+              "client = llmmetrics.instrument(openai.OpenAI(base_url=sys.argv[1], api_key='sk-test', max_retries=0))\n"
+              "client.chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}])\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMMETRICS_")}
+    subprocess.run([sys.executable, "-c", script, llm_server.base_url], cwd=tmp_path, env=clean, check=True,
+                   timeout=120)
+    assert len(trace_lines(tmp_path / "llmmetrics-traces.jsonl")) == 1
+
+
 def _calls(registry: CollectorRegistry) -> float:
     return sum(s.value for m in registry.collect() for s in m.samples if s.name == "llm_requests_total")
 
