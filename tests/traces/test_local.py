@@ -250,6 +250,22 @@ class TestReadingFiles:
         code, out, _ = traces(capsys, "--call-id", f"{5:032x}", "--format", "json")
         assert code == 0 and ids_of(out) == [5]
 
+    def test_a_bad_setting_the_command_does_not_read_does_not_stop_it(self, trace_file: Path, capsys,
+                                                                     monkeypatch) -> None:
+        """LLMMETRICS_SAMPLE_SUCCESS_RATIO=abc is the instrumentation's business: the query still answers."""
+        monkeypatch.setenv("LLMMETRICS_SAMPLE_SUCCESS_RATIO", "abc")
+        code, out, _ = traces(capsys, "--file", str(trace_file), "--call-id", f"{5:032x}", "--format", "json")
+        assert code == 0 and ids_of(out) == [5]
+
+    def test_a_bad_setting_the_command_reads_is_named(self, trace_file: Path, capsys, monkeypatch) -> None:
+        """LLMMETRICS_LOKI_URL without a scheme: exit 2 with the variable, the value and what is accepted."""
+        monkeypatch.setenv("LLMMETRICS_LOKI_URL", "localhost:3100")
+        code, out, err = traces(capsys, "--status", "error")
+        assert code == 2 and out == ""
+        assert err == ("llmmetrics traces: invalid configuration: LLMMETRICS_LOKI_URL='localhost:3100' (field "
+                       "loki_url): expected an http:// or https:// URL such as http://localhost:3100 (or empty for "
+                       "none)\n")
+
 
 FILTERS: list[tuple[list[str], set[int]]] = [
     ([], {1, 2, 3, 4, 5, 6, 7, 8, 9, 101, 102, 103, 104}),
