@@ -31,8 +31,8 @@ from typing import Any
 
 from .pricing import PriceTable, PriceTableError
 
-__all__ = ["Config", "ConfigError", "ConfigProblem", "DEFAULT_SECRET_PATTERNS", "ENV_PREFIX", "env_var",
-           "from_env_or_defaults", "resource_problems", "unknown_variables"]
+__all__ = ["Config", "ConfigError", "ConfigProblem", "DEFAULT_SECRET_PATTERNS", "ENV_PREFIX", "UnknownOption",
+           "closest_field", "default_of", "env_var", "from_env_or_defaults", "resource_problems", "unknown_variables"]
 
 ENV_PREFIX = "LLMMETRICS_"
 #: ``LLMMETRICS_*`` variables that other parts of the project read (not configuration fields), so they are

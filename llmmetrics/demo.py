@@ -233,19 +233,19 @@ def run_demo(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"llmmetrics demo: {error}", file=sys.stderr)
         return 2
-    try:  # first, so that a taken port changes nothing: no runtime, no trace file, no fake server
-        http_server, _thread = start_http_server(args.port, addr=args.host)
-    except OSError as error:
-        print(cannot_listen("demo", args.host, args.port, error), file=sys.stderr)
-        return 2
-    try:
-        rt = configure(config)
-    except ConfigError as error:
-        http_server.shutdown()
-        print(f"llmmetrics demo: {error}", file=sys.stderr)
-        return 2
     stop = threading.Event()
-    with _Interrupts(stop) as interrupts:
+    with _Interrupts(stop) as interrupts:  # from here on Ctrl-C stops the demo, never with a traceback
+        try:  # first, so that a taken port changes nothing: no runtime, no trace file, no fake server
+            http_server, _thread = start_http_server(args.port, addr=args.host)
+        except OSError as error:
+            print(cannot_listen("demo", args.host, args.port, error), file=sys.stderr)
+            return 2
+        try:
+            rt = configure(config)
+        except ConfigError as error:
+            http_server.shutdown()
+            print(f"llmmetrics demo: {error}", file=sys.stderr)
+            return 2
         stats, metrics_url = _run(args, rt, use_real, stop, interrupts)
         http_server.shutdown()
         rt.flush(5.0)

@@ -154,15 +154,26 @@ _runtime: Runtime | None = None
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, list[MetricWrapperBase]] = weakref.WeakKeyDictionary()
 #: Unknown LLMMETRICS_* variables already reported: each is reported once per process.
 _reported_unknown: set[str] = set()
+_build_failure_reported = False
 
 
 def runtime() -> Runtime:
-    """The current runtime, built from the environment on first use (see the module docstring)."""
+    """The current runtime, built from the environment on first use (see the module docstring).
+
+    Configuration mistakes, sinks that cannot start and metric names taken in the registry are reported and
+    worked around, never raised. Only a defect in llmmetrics itself — the runtime cannot be built even with
+    the defaults, no sinks and no registry — raises here (reported once), for the call path's guard to count.
+    """
     rt = _runtime
     if rt is None:
         with _lock:
             if _runtime is None:
-                _install(_from_environment())
+                try:
+                    _install(_from_environment())
+                except Exception as error:
+                    if not _build_failure_reported:
+                        _report_build_failure(error)
+                    raise
             rt = _runtime
     return rt  # type: ignore[return-value]
 
@@ -293,6 +304,12 @@ def _from_environment() -> Runtime:
         rt.self_metrics.config_errors.labels("invalid_value").inc(len(messages))
     _report_unknown(rt)
     return rt
+
+
+def _report_build_failure(error: Exception) -> None:
+    global _build_failure_reported
+    _build_failure_reported = True
+    _report(logging.ERROR, f"the runtime cannot be built ({error!r}); calls run unmeasured (please report this)")
 
 
 def _sinks_of(config: Config) -> str:

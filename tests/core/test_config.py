@@ -174,9 +174,11 @@ class TestUnknownVariables:
 
     def test_no_variable_the_project_itself_sets_is_reported(self) -> None:
         """Every LLMMETRICS_* name in the repository (benchmarks, scripts, compose, docs, tests) is a setting
-        or a variable the project reads elsewhere; the deliberate typos live only in the config tests."""
+        or a variable the project reads elsewhere; the deliberate typos live only in the configuration tests and
+        the configuration page."""
         tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        typo_tests = {"tests/core/test_config.py", "tests/core/test_runtime.py", "docs/configuration.md"}
+        typo_tests = {"tests/core/test_config.py", "tests/core/test_runtime.py", "tests/docs/test_reference_pages.py",
+                      "docs/configuration.md"}
         names: dict[str, str] = {}
         for path in tracked.splitlines():
             if path in typo_tests or not (ROOT / path).is_file():
