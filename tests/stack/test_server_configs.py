@@ -23,6 +23,7 @@ from tests.support.logql_grammar import logql_parse_errors
 from tests.stack.shared import REPO, load_schema
 from tests.stack.stack_files import substitute
 from tests.stack.tools import binary, run
+from tests.support.binaries import Stack
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -135,16 +136,16 @@ def test_grafana_mounts_match_the_provisioning() -> None:
 
 # --- Prometheus and Alertmanager ------------------------------------------------------------------------
 
-def test_promtool_check_config() -> None:
-    """promtool accepts prometheus.yml, including the rule files it loads."""
-    result = run([binary("promtool"), "check", "config", str(REPO / "prometheus" / "prometheus.yml")])
+def test_promtool_check_config(stack: Stack) -> None:
+    """promtool of each Prometheus line accepts prometheus.yml, including the rule files it loads."""
+    result = run([binary(stack.promtool), "check", "config", str(REPO / "prometheus" / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout + result.stderr
 
 
-def test_amtool_check_config() -> None:
-    """amtool accepts alertmanager.yml."""
-    result = run([binary("amtool"), "check-config", str(REPO / "alertmanager" / "alertmanager.yml")])
+def test_amtool_check_config(stack: Stack) -> None:
+    """amtool of each tested Alertmanager accepts alertmanager.yml."""
+    result = run([binary(stack.amtool), "check-config", str(REPO / "alertmanager" / "alertmanager.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -153,10 +154,10 @@ def test_amtool_check_config() -> None:
     (["alertname=LLMRateLimited", "severity=ticket", "service=llm-app", "model=gpt-4o"], "ticket"),
     (["alertname=Watchdog"], "default"),
 ])
-def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
+def test_alertmanager_routes_by_severity(labels: list[str], receiver: str, stack: Stack) -> None:
     """amtool's route test sends pages to `page`, tickets to `ticket`, anything else to `default`."""
     config = str(REPO / "alertmanager" / "alertmanager.yml")
-    result = run([binary("amtool"), "config", "routes", "test", f"--config.file={config}", *labels])
+    result = run([binary(stack.amtool), "config", "routes", "test", f"--config.file={config}", *labels])
     assert result.stdout.strip() == receiver, result.stdout + result.stderr
 
 
