@@ -280,3 +280,10 @@ def test_slo_bucket_matcher_selects_the_bound_as_each_prometheus_stores_it(stack
     text_format = wait_for("the text-format 2 s bucket", lambda: stored("other_duration_seconds_bucket"), deadline,
                            stack_run.procs)
     assert text_format == ({"2.0"} if stack_run.stack.prometheus == "prometheus" else {"2"})
+
+
+def test_scrape_job_stores_no_created_series(stack_run: RunningStack) -> None:
+    """The committed scrape job drops prometheus_client's `_created` samples, which would be series of their own,
+    while the counters and histograms they belong to are stored."""
+    assert query(stack_run.prom, 'count({job="llm-app", __name__=~".+_created"})') == []
+    assert query(stack_run.prom, 'llm_requests_total{job="llm-app"}')

@@ -105,6 +105,17 @@ def test_compose_pins_a_current_grafana() -> None:
     assert _image_tag("grafana") == PINNED["GRAFANA_VERSION"] and int(PINNED["GRAFANA_VERSION"].split(".")[0]) >= 12
 
 
+def test_testing_doc_states_the_pinned_versions() -> None:
+    """docs/testing.md's version table names the pinned Prometheus, Alertmanager and Loki and their images."""
+    text = (REPO / "docs" / "testing.md").read_text()
+    table = text[text.index("## Server versions"):text.index("## How the binaries are found")]
+    for key in ("PROMETHEUS_VERSION", "ALERTMANAGER_VERSION", "LOKI_VERSION"):
+        assert PINNED[key] in table, key
+    for service in ("prometheus", "alertmanager", "loki"):
+        assert SERVICES[service]["image"] in table, service
+    assert PINNED["GRAFANA_VERSION"] in table
+
+
 def test_ports_are_published_on_loopback_only() -> None:
     """Every published port is bound to 127.0.0.1."""
     ports = [(n, p) for n, s in SERVICES.items() for p in s.get("ports", [])]
