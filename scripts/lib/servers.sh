@@ -5,16 +5,17 @@
 #
 # Each binary is taken from the first of these that has it, and the run says which:
 #   1. an explicit <NAME>_BIN environment variable;
-#   2. the cache, ${LLMMETRICS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llmmetrics}/servers/<name>-<version>/;
+#   2. the cache, ${XDG_CACHE_HOME:-$HOME/.cache}/llmmetrics/servers/<name>-<version>/;
 #   3. a download into that cache: the Debian package of that exact upstream version from $DEBIAN_SUITE,
 #      fetched with `apt-get download` through a private sources list (the system's sources are never
 #      changed and nothing is installed) and unpacked with `dpkg -x`; else the upstream release archive,
-#      where a published sha256 is recorded below.
+#      checked against a pinned sha256 or the checksum file its release publishes (below).
+#      SERVERS_OFFLINE=1 skips both downloads (the tests of this script use it: they never leave loopback).
 # Every binary's `--version` must report the pinned version. The chosen paths are exported as <NAME>_BIN,
 # which tests/support/binaries.py reads. Whatever cannot be provided is listed with how to provide it, and
 # the run stops.
 
-SERVERS_CACHE="${LLMMETRICS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llmmetrics}/servers"
+SERVERS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/llmmetrics/servers"
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 # variable  file in the cache  cache directory  version  Debian package  path in the package
@@ -26,10 +27,15 @@ _SERVER_BINARIES=(
     "AMTOOL_BIN       amtool        alertmanager-$ALERTMANAGER_VERSION  $ALERTMANAGER_VERSION  prometheus-alertmanager usr/bin/amtool"
 )
 
-# Upstream release archives with their published sha256 (cache directory, Debian architecture, URL, sha256,
-# members as path-in-archive=file-in-cache). Only where a published checksum could be checked: for Loki
-# 3.7.6 and Prometheus 3.5.3 none is recorded here yet, so those come from LOKI_BIN, the cache or Debian.
+# Upstream release archives (cache directory, Debian architecture, URL, sha256, members as
+# path-in-archive=file-in-cache). The sha256 is either pinned here, where a published checksum could be
+# checked, or `sums:<URL>`: the checksum file the release publishes beside its archives, fetched and read for
+# this archive's name (it guards the download, not the release itself). Loki has no Debian package, so its
+# release archive is the download route where the machine can reach it.
 _UPSTREAM_ARCHIVES=(
+    "loki-$LOKI_VERSION amd64 https://github.com/grafana/loki/releases/download/v$LOKI_VERSION/loki-linux-amd64.zip sums:https://github.com/grafana/loki/releases/download/v$LOKI_VERSION/SHA256SUMS loki-linux-amd64=loki"
+    "prometheus-$PROMETHEUS_VERSION amd64 https://github.com/prometheus/prometheus/releases/download/v$PROMETHEUS_VERSION/prometheus-$PROMETHEUS_VERSION.linux-amd64.tar.gz sums:https://github.com/prometheus/prometheus/releases/download/v$PROMETHEUS_VERSION/sha256sums.txt prometheus-$PROMETHEUS_VERSION.linux-amd64/prometheus=prometheus"
+    "promtool-$PROMETHEUS_VERSION amd64 https://github.com/prometheus/prometheus/releases/download/v$PROMETHEUS_VERSION/prometheus-$PROMETHEUS_VERSION.linux-amd64.tar.gz sums:https://github.com/prometheus/prometheus/releases/download/v$PROMETHEUS_VERSION/sha256sums.txt prometheus-$PROMETHEUS_VERSION.linux-amd64/promtool=promtool"
     "alertmanager-0.33.1 amd64 https://github.com/prometheus/alertmanager/releases/download/v0.33.1/alertmanager-0.33.1.linux-amd64.tar.gz 93d802cba6a8d27239d747ce117df7648d326ab67394e32247540b030e9842ba alertmanager-0.33.1.linux-amd64/alertmanager=alertmanager,alertmanager-0.33.1.linux-amd64/amtool=amtool"
 )
 
@@ -74,7 +80,9 @@ provide_servers() {
 
     local errors debian_error="" upstream_error="" why_debian tried_dir=""
     errors="$(mktemp)"
-    if ((${#missing_packages[@]})) && ! _debian_fetch "${missing_packages[@]}" 2>"$errors"; then
+    if [ "${SERVERS_OFFLINE:-0}" = 1 ]; then
+        debian_error="downloads are off (SERVERS_OFFLINE=1)"
+    elif ((${#missing_packages[@]})) && ! _debian_fetch "${missing_packages[@]}" 2>"$errors"; then
         debian_error="$(tail -n 1 "$errors")"
     fi
     for row in "${pending[@]}"; do
@@ -82,8 +90,12 @@ provide_servers() {
         path="$SERVERS_CACHE/$dir/$file"
         if ! _is_pinned "$path" "$version" && [ "$dir" != "${tried_dir:-}" ]; then
             tried_dir="$dir"  # the binaries of one archive share one attempt
-            upstream_error=""
-            _upstream_fetch "$dir" 2>"$errors" || upstream_error="$(tail -n 1 "$errors")"
+            if [ "${SERVERS_OFFLINE:-0}" = 1 ]; then
+                upstream_error="downloads are off (SERVERS_OFFLINE=1)"
+            else
+                upstream_error=""
+                _upstream_fetch "$dir" 2>"$errors" || upstream_error="$(tail -n 1 "$errors")"
+            fi
         fi
         if _is_pinned "$path" "$version"; then
             export "$variable=$path"
@@ -177,17 +189,27 @@ _upstream_fetch() {
         read -r dir arch url sha256 members <<<"$row"
         [ "$dir" = "$1" ] && [ "$arch" = "$(dpkg --print-architecture 2>/dev/null || uname -m)" ] && { found=1; break; }
     done
-    [ -n "$found" ] || { echo "no published sha256 recorded for $1 on this architecture" >&2; return 1; }
+    [ -n "$found" ] || { echo "no upstream release archive recorded for $1 on this architecture" >&2; return 1; }
     command -v curl >/dev/null || { echo "no curl to download $url" >&2; return 1; }
     local work member
     work="$(mktemp -d)"
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" RETURN
-    curl -fsSL --connect-timeout 20 --max-time 300 -o "$work/archive.tar.gz" "$url" 2>"$work/curl.log" \
+    local archive="$work/${url##*/}"
+    curl -fsSL --connect-timeout 20 --max-time 300 -o "$archive" "$url" 2>"$work/curl.log" \
         || { echo "cannot download $url: $(tail -n 1 "$work/curl.log")" >&2; return 1; }
-    echo "$sha256  $work/archive.tar.gz" | sha256sum -c --status \
+    if [[ "$sha256" == sums:* ]]; then
+        curl -fsSL --connect-timeout 20 --max-time 60 -o "$work/sums" "${sha256#sums:}" 2>"$work/curl.log" \
+            || { echo "cannot download ${sha256#sums:}: $(tail -n 1 "$work/curl.log")" >&2; return 1; }
+        sha256="$(awk -v name="${url##*/}" '$2 == name || $2 == "*" name { print $1; exit }' "$work/sums")"
+        [ -n "$sha256" ] || { echo "${url##*/} is not listed in its release's checksums" >&2; return 1; }
+    fi
+    echo "$sha256  $archive" | sha256sum -c --status \
         || { echo "$url does not match its published sha256 $sha256" >&2; return 1; }
-    tar -xzf "$work/archive.tar.gz" -C "$work"
+    case "$archive" in
+        *.zip) python3 -m zipfile -e "$archive" "$work" ;;
+        *) tar -xzf "$archive" -C "$work" ;;
+    esac
     mkdir -p "$SERVERS_CACHE/$dir"
     for member in ${members//,/ }; do
         install -m 0755 "$work/${member%%=*}" "$SERVERS_CACHE/$dir/${member#*=}"

@@ -15,7 +15,7 @@ def _provide(env: dict[str, str], cache: Path) -> subprocess.CompletedProcess[st
     script = "source scripts/servers.env && source scripts/lib/servers.sh && provide_servers && report_servers"
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_BIN")}
     return subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={**clean, "LLMMETRICS_CACHE_DIR": str(cache), **env})
+                          env={**clean, "XDG_CACHE_HOME": str(cache), "SERVERS_OFFLINE": "1", **env})
 
 
 def _pinned_binaries() -> dict[str, str]:
@@ -35,7 +35,7 @@ def test_explicit_binaries_are_used_and_reported_with_their_versions(tmp_path: P
 
 def test_a_cached_binary_is_found_without_a_download(tmp_path: Path) -> None:
     """A pinned binary placed at servers/<name>-<version>/ in the cache is used as it is."""
-    cached = tmp_path / "servers" / f"loki-{PINNED['LOKI_VERSION']}" / "loki"
+    cached = tmp_path / "llmmetrics" / "servers" / f"loki-{PINNED['LOKI_VERSION']}" / "loki"
     cached.parent.mkdir(parents=True)
     cached.symlink_to(binary("loki"))
     result = _provide(_pinned_binaries(), tmp_path)
@@ -44,12 +44,12 @@ def test_a_cached_binary_is_found_without_a_download(tmp_path: Path) -> None:
 
 
 def test_a_missing_server_fails_the_run_naming_it_and_how_to_provide_it(tmp_path: Path) -> None:
-    """Loki absent (no LOKI_BIN, empty cache, no Debian package, no recorded archive): the step fails and says
+    """Loki absent (no LOKI_BIN, empty cache, downloads off): the step fails and says
     where to put it or which variable to set."""
     result = _provide(_pinned_binaries(), tmp_path)
     assert result.returncode == 1
     assert f"loki {PINNED['LOKI_VERSION']}: not in the cache" in result.stderr
-    assert "LOKI_BIN=/path/to/loki" in result.stderr and str(tmp_path / "servers") in result.stderr
+    assert "LOKI_BIN=/path/to/loki" in result.stderr and str(tmp_path / "llmmetrics" / "servers") in result.stderr
 
 
 def test_a_binary_of_another_version_is_refused(tmp_path: Path) -> None:
