@@ -15,6 +15,9 @@ from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
 from tests.support.llm import Traced, make_client
 from tests.support.loki import harness, loki  # noqa: F401 (fixtures for the Loki sink tests)
 
+# ends the run with the real servers each test used and their versions
+pytest_plugins = ("tests.support.server_report",)
+
 
 @pytest.fixture(scope="session")
 def llm_server() -> Iterator[FakeLLMServer]:

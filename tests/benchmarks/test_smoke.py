@@ -96,3 +96,18 @@ def test_memory_samples_rss_and_holds_the_model_cap(tmp_path: Path) -> None:
     assert card["distinct_models_called"] == 120
     assert card["model_label_values"] == card["max_models"] + 1 and card["other_present"]
     assert card["model_overflow_total"] == 120 - card["max_models"]
+
+
+@pytest.mark.timeout(600)
+def test_native_histograms_compares_classic_and_nhcb_on_the_real_prometheus(tmp_path: Path) -> None:
+    """native_histograms.py scrapes one demo with every mode and reports series, data and query times per server."""
+    from tests.support.binaries import binary
+
+    data = run("native_histograms.py", "--seconds", "12", "--repeats", "1", "--prometheus", binary("prometheus"),
+               results=tmp_path)
+    rows = {r["server"]: r for r in data["rows"]}
+    assert set(rows) == {"classic", "classic, _created kept", "nhcb, no flag", "nhcb", "nhcb+classic"}
+    for row in rows.values():
+        assert row["head_series"] > 0 and isinstance(row["panels_ms_total"], NUMBER)
+    panels, total = rows["classic"]["panels_with_data"].split("/")
+    assert int(total) >= 18
