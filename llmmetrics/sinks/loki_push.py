@@ -50,6 +50,7 @@ __all__ = [
     "PushResponse",
     "PushTransport",
     "parse_retry_after",
+    "refused_entries",
     "stream_labels",
 ]
 
@@ -152,6 +153,14 @@ class PushEncoder:
         """The gzip-compressed JSON body (one compress call; ``wbits=31`` writes the gzip format)."""
         return self._compress(self.encode_json(records), self._level, 31)
 
+    def stream_sizes(self, records: Sequence[Record]) -> list[tuple[dict[str, str], int]]:
+        """(labels, entry count) of each stream ``encode_json`` makes of ``records``, to read Loki's refusals."""
+        counts: dict[tuple[str, str], int] = {}
+        for r in records:
+            key = (r.provider, r.level)
+            counts[key] = counts.get(key, 0) + 1
+        return [(self._labels(provider, level), n) for (provider, level), n in counts.items()]
+
 
 def _metadata(r: Record) -> dict[str, str]:
     meta = {"trace_id": r.trace_id, "span_id": r.span_id}
@@ -167,7 +176,82 @@ def _metadata(r: Record) -> dict[str, str]:
 class PushResponse(NamedTuple):
     status: int
     retry_after: float | None  # seconds, from a Retry-After header
-    text: str  # the response body, truncated
+    text: str  # the response body (at most _MAX_ERROR_TEXT characters), for reading refusals and for logs
+
+
+#: Loki's refusal texts (pkg/validation, pkg/ingester) → the sink's drop reason
+_REFUSAL_REASONS = (
+    ("timestamp too old", "too_old"),
+    ("max entry size", "line_too_long"),
+    ("too far behind", "out_of_order"),
+    ("out of order", "out_of_order"),
+    *((fragment, "invalid_labels") for fragment in ("label names; limit", "label value too long",
+                                                    "label name too long", "error parsing labels", "invalid label",
+                                                    "duplicate label")),
+)
+_GROUP = re.compile(r"(?:^|; )(\d+) errors like: ")
+_INGESTER_TOTAL = re.compile(r"total ignored: (\d+) out of \d+ for stream: (\{.*\})")
+_LABEL_LIMIT = re.compile(r"label names; limit (\d+)")
+_LABEL_PAIR = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _reason(message: str) -> str:
+    lowered = message.lower()
+    for fragment, reason in _REFUSAL_REASONS:
+        if fragment in lowered:
+            return reason
+    return "rejected"
+
+
+def refused_entries(text: str, streams: Sequence[tuple[Mapping[str, str], int]]) -> dict[str, int]:
+    """How many entries of a push Loki refused, by drop reason, read from its 400 answer.
+
+    Loki keeps the valid entries of a push and answers 400 naming the others: its distributor groups
+    entry errors as ``"<n> errors like: <text>; <m> errors like: <text>"`` (one error: the text alone), and
+    refuses a whole stream for a label error (one error per stream); its ingester ends with ``"total
+    ignored: <n> out of <m> for stream: {…}"`` per stream. An answer that says neither (a proxy's 400, an
+    unknown format) counts every entry as refused (``rejected``), as nothing says which were kept.
+    """
+    total = sum(n for _, n in streams)
+    refused: dict[str, int] = {}
+
+    def add(reason: str, n: int) -> None:
+        refused[reason] = refused.get(reason, 0) + n
+
+    ingester = _INGESTER_TOTAL.findall(text)
+    for count, _ in ingester:
+        add(_reason(text), int(count))
+    if not ingester:
+        body = text.strip()
+        if _GROUP.match(body):
+            parts = _GROUP.split(body)[1:]
+            groups = [(int(count), message) for count, message in zip(parts[::2], parts[1::2])]
+        elif _reason(body) != "rejected" or body.startswith(("entry for stream", "entry with timestamp")):
+            groups = [(1, body)]  # one error: a known kind, or Loki's wording for one refused entry
+        else:
+            groups = []
+        for count, message in groups:
+            reason = _reason(message)
+            if reason == "invalid_labels":
+                add(reason, _entries_of_refused_streams(message, count, streams))
+            else:
+                add(reason, count)
+    if not refused or sum(refused.values()) > total:
+        return {"rejected": total}
+    return refused
+
+
+def _entries_of_refused_streams(message: str, errors: int, streams: Sequence[tuple[Mapping[str, str], int]]) -> int:
+    """Entries of the streams a label error refused: those over the label limit it names, else ``errors``
+    streams, starting with the one the message shows (a grouped error shows only its first stream)."""
+    limit = _LABEL_LIMIT.search(message)
+    if limit is not None:  # Loki 3 does not count service_name, which it may add itself
+        over = [n for labels, n in streams if len([k for k in labels if k != "service_name"]) > int(limit.group(1))]
+        if len(over) == errors:
+            return sum(over)
+    shown = dict(_LABEL_PAIR.findall(message))
+    ordered = sorted(streams, key=lambda stream: not all(shown.get(k) == v for k, v in stream[0].items()))
+    return sum(n for _, n in ordered[:errors])
 
 
 class PushTransport(Protocol):
@@ -205,7 +289,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_MAX_ERROR_TEXT = 512
+#: Loki lists each refused entry of a push in its answer; this much of it is kept to count them.
+_MAX_ERROR_TEXT = 1 << 20
 
 
 class HTTPTransport:

@@ -10,11 +10,13 @@ refuses what Loki's distributor refuses, with Loki's status codes and error text
   timestamps must be strings of nanoseconds (Loki rejects numbers);
 - label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one and at most 15 labels, values at most 2048 chars;
 - structured metadata an object of string to string (and refused entirely when emulating Loki 2.x);
-- lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week);
-- entries of one stream in one push in timestamp order.
+- lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week).
 
-Like Loki, a structural error refuses the whole push; an entry-level error (line too long, too old, out of
-order, or the ``poison`` predicate) discards that entry, keeps the others and answers 400 with the error.
+Like Loki 3, a structural error refuses the whole push; an entry-level error (line too long, too old, or the
+``poison`` predicate) discards that entry, keeps the others and answers 400 with the errors grouped as Loki's
+distributor groups them (``"2 errors like: …; 1 errors like: …"``). Entries out of order within a stream
+are accepted, as Loki 3 does (unordered writes); ``tests/sinks/test_loki_differential.py`` sends the same
+pushes here and to a real Loki and compares the answers.
 
 It can be told to fail (500, always or every n-th push), stall (hold requests unanswered until released), answer 429 with
 ``Retry-After``, or go down (stop listening and cut open connections) and come back up on the same port.
@@ -69,6 +71,21 @@ class _PushRejected(Exception):
 
 def _labels_string(labels: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _rfc3339(ts_ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ns // 10**9))
+
+
+def _grouped(errors: list[tuple[str, str]]) -> list[str]:
+    """Loki's distributor answer to (kind, text) errors: one error alone, else ``"<n> errors like: <first
+    text>"`` per kind, joined by "; "."""
+    if len(errors) <= 1:
+        return [text for _, text in errors]
+    kinds: dict[str, list[str]] = {}
+    for kind, text in errors:
+        kinds.setdefault(kind, []).append(text)
+    return ["; ".join(f"{len(texts)} errors like: {texts[0]}" for texts in kinds.values())]
 
 
 class LokiContractServer:
@@ -227,33 +244,27 @@ class LokiContractServer:
             raise _PushRejected(400, "loghttp.PushRequest: \"streams\" must be an array")
         now = time.time_ns()
         accepted: list[Entry] = []
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []
         for stream in body["streams"]:
             labels = self._check_labels(stream)
             values = stream.get("values")
             if not isinstance(values, list):
                 raise _PushRejected(400, "loghttp.PushRequest.Streams: \"values\" must be an array")
-            last_ts = None
             for value in values:
                 ts, line, meta = self._check_entry(value)
                 shown = _labels_string(labels)
                 if len(line.encode()) > MAX_LINE_BYTES:
-                    error = (f"Max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
+                    kind, error = "line_too_long", (f"max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
                              f"an entry with length '{len(line.encode())}' bytes")
                 elif ts < now - REJECT_OLD_SAMPLES_MAX_AGE_NS:
-                    error = f"entry for stream '{shown}' has timestamp too old: {ts}"
-                elif last_ts is not None and ts < last_ts:
-                    error = f"entry with timestamp {ts} ignored, reason: 'entry out of order' for stream: {shown}"
+                    kind, error = "too_old", f"entry for stream '{shown}' has timestamp too old: {_rfc3339(ts)}"
                 elif self._poison is not None and self._poison(line):
-                    error = f"entry for stream '{shown}' refused by the test's poison predicate"
+                    kind, error = "poison", f"entry for stream '{shown}' refused by the test's poison predicate"
                 else:
                     accepted.append(Entry(labels, ts, line, meta))
-                    last_ts = ts
                     continue
-                errors.append(error)
-                if last_ts is None or ts > last_ts:
-                    last_ts = ts
-        return accepted, errors
+                errors.append((kind, error))
+        return accepted, _grouped(errors)
 
     @staticmethod
     def _check_labels(stream: Any) -> dict[str, str]:
