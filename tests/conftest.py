@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
 from tests.support.llm import Traced, make_client
-from tests.support.loki import harness, loki  # noqa: F401 (fixtures for the Loki sink tests)
+from tests.support.loki import harness, loki, real_loki, tenant  # noqa: F401 (fixtures for the Loki tests)
 
 
 @pytest.fixture(scope="session")

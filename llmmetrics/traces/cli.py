@@ -256,8 +256,9 @@ class _LokiSource(_Source):
     def first(self, order: SortOrder, limit: int) -> list[Match]:
         if order.is_time:  # Loki answers in time order: the first `limit` entries are the answer
             return list(self.matches(limit, "backward" if order.descending else "forward"))
-        # any other order needs every match in the range (up to --scan-limit), then the best `limit`
-        return order.first(self.matches(self.scan_limit, "backward"), limit, record=lambda m: m.record)
+        # any other order needs every match in the range (up to --scan-limit), then the best `limit`; read
+        # oldest first, as the local scan does, so that ties are kept in the same order on both backends
+        return order.first(self.matches(self.scan_limit, "forward"), limit, record=lambda m: m.record)
 
     def footer(self) -> str:
         client = self.client
