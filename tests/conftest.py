@@ -14,6 +14,7 @@ import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
 from tests.support.llm import Traced, make_client
 from tests.support.loki import harness, loki, real_loki, tenant  # noqa: F401 (fixtures for the Loki tests)
+from tests.support.workload import workload  # noqa: F401 (the calls, in a trace file and in Loki)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,10 @@ failures and an agent run. The trace-file, Loki-sink, and LogQL tests all read t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,8 +21,9 @@ from prometheus_client import CollectorRegistry
 
 import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer, LatencyModel
+from tests.support.loki_server import LokiServer
 
-__all__ = ["CALLS", "RUNS", "llm_clients", "make_calls", "trace_calls"]
+__all__ = ["CALLS", "RUNS", "Workload", "llm_clients", "make_calls", "read_records", "trace_calls", "workload"]
 
 SLOW = LatencyModel(time_to_first_token=(1.0, 1.0), per_token=(0.0, 0.0), slow_share=0.0)
 FAULT = {"x-fake-fault": "rate_limit"}
@@ -76,3 +80,37 @@ def trace_calls(clients: tuple[openai.OpenAI, openai.OpenAI], **options: Any) ->
         llmmetrics.uninstrument(slow_client)
         llmmetrics.shutdown(2.0)
         llmmetrics.configure(trace_file=None, registry=CollectorRegistry())
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The calls above, written once per session to a rotating trace file and to a tenant of the real Loki."""
+
+    path: Path  # the live trace file; backups beside it
+    trace_id: str  # of the agent run
+    tenant: str
+    loki: LokiServer
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_records(self.path)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Reference reader: every line of every rotated file, oldest file first, with the json module."""
+    def age(p: Path) -> int:
+        return -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+
+    return [json.loads(line) for file in sorted(path.parent.glob(path.name + "*"), key=age)
+            for line in file.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def workload(real_loki: LokiServer, tmp_path_factory: pytest.TempPathFactory) -> Workload:
+    """The workload through the real wrapper into a 2 KB rotating trace file (many backups) and the real Loki."""
+    path = tmp_path_factory.mktemp("workload") / "traces.jsonl"
+    tenant = "workload"
+    with llm_clients() as clients:
+        trace_id = trace_calls(clients, trace_file=str(path), trace_file_max_bytes=2000, trace_file_backups=100,
+                               loki_url=real_loki.url, loki_tenant=tenant, loki_batch_wait_seconds=0.05)
+    real_loki.wait_for_count(tenant, '{service_name="checkout"}', CALLS + RUNS)
+    return Workload(path, trace_id, tenant, real_loki)

@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.local import trace_files
-from tests.support.workload import CALLS, RUNS, llm_clients, trace_calls
+from tests.support.workload import Workload, read_records
 
 REPO = Path(__file__).resolve().parents[2]
-TENANT = "traces-wrapper"
 
 
 def main(args: list[str]) -> int:
@@ -32,27 +30,11 @@ def main(args: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[openai.OpenAI, openai.OpenAI]]:
-    with llm_clients() as clients:
-        yield clients
+def written(workload: Workload) -> tuple[Path, str]:
+    return workload.path, workload.trace_id
 
 
-@pytest.fixture(scope="module")
-def written(servers, tmp_path_factory, real_loki) -> Iterator[tuple[Path, str]]:
-    """The calls, traced by the real wrapper into a 2 KB rotating file with many backups and into the real Loki."""
-    path = tmp_path_factory.mktemp("wrapped") / "traces.jsonl"
-    trace_id = trace_calls(servers, trace_file=str(path), trace_file_max_bytes=2000, trace_file_backups=100,
-                           loki_url=real_loki.url, loki_tenant=TENANT, loki_batch_wait_seconds=0.05)
-    real_loki.wait_for_count(TENANT, '{service_name="checkout"}', CALLS + RUNS)
-    yield path, trace_id
-
-
-def all_records(path: Path) -> list[dict[str, Any]]:
-    """Reference reader: every line of every file, oldest file first, with the json module."""
-    records = []
-    for file in sorted(path.parent.glob(path.name + "*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0):
-        records += [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    return records
+all_records = read_records
 
 
 def cli_json(capsys, path: Path, *args: str) -> list[dict[str, Any]]:
@@ -151,12 +133,12 @@ class TestWrapperFiles:
         assert len(lines) == 7
 
 
-def run_both(capsys, monkeypatch, path: Path, loki_url: str, args: list[str]) -> tuple[str, str]:
-    """The command's output over the trace files and over Loki (same service; Loki in the test's tenant)."""
+def run_both(capsys, monkeypatch, workload: Workload, args: list[str]) -> tuple[str, str]:
+    """The command's output over the workload's trace files and over its tenant of the real Loki."""
     monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
     monkeypatch.delenv("LLMMETRICS_LOKI_URL", raising=False)
     outputs = []
-    for source in (["--file", str(path)], ["--loki-url", loki_url, "--loki-tenant", TENANT]):
+    for source in (["--file", str(workload.path)], ["--loki-url", workload.loki.url, "--loki-tenant", workload.tenant]):
         code = main([*args, *source])
         captured = capsys.readouterr()
         assert code == 0, captured.err
@@ -166,19 +148,16 @@ def run_both(capsys, monkeypatch, path: Path, loki_url: str, args: list[str]) ->
 
 class TestLokiAnswersEqualTheFiles:
     @pytest.mark.parametrize(("args", "reference"), CASES, ids=[" ".join(a) or "none" for a, _ in CASES])
-    def test_each_filter_gives_the_same_records_from_loki(self, written, capsys, monkeypatch, real_loki,
-                                                          args, reference) -> None:
+    def test_each_filter_gives_the_same_records_from_loki(self, workload, capsys, monkeypatch, args, reference) -> None:
         """Every filter asked of the real Loki returns exactly the records it returns from the local files."""
-        path, _ = written
-        local, loki = run_both(capsys, monkeypatch, path, real_loki.url, [*args, "--format", "json", "--limit", "1000"])
-        expected = sorted(r.get("call_id") or r["span_id"] for r in all_records(path) if reference(r))
+        local, loki = run_both(capsys, monkeypatch, workload, [*args, "--format", "json", "--limit", "1000"])
+        expected = sorted(r.get("call_id") or r["span_id"] for r in workload.records() if reference(r))
         assert sorted(r.get("call_id") or r["span_id"] for r in map(json.loads, loki.splitlines())) == expected
         assert loki == local
 
-    def test_each_documented_question_has_the_same_answer_from_loki(self, written, capsys, monkeypatch,
-                                                                    real_loki) -> None:
+    def test_each_documented_question_has_the_same_answer_from_loki(self, workload, capsys, monkeypatch) -> None:
         """Every command of docs/traces.md's question table prints the same over Loki as over the files."""
-        path, trace_id = written
+        trace_id = workload.trace_id
         table = re.findall(r"^\| [^|]+ \| `(llmmetrics traces [^`]+)` \|$", (REPO / "docs" / "traces.md").read_text(),
                            flags=re.MULTILINE)
         assert len(table) >= 10
@@ -189,7 +168,7 @@ class TestLokiAnswersEqualTheFiles:
             command = command.split(" \\| ")[0]  # `… --format json \| jq .error`: the command's own part
             for sample, value in samples.items():
                 command = command.replace(sample, value)
-            local, loki = run_both(capsys, monkeypatch, path, real_loki.url, shlex.split(command)[2:])
+            local, loki = run_both(capsys, monkeypatch, workload, shlex.split(command)[2:])
             assert loki == local, command
             if not local.strip():
                 empty.append(command)
