@@ -10,6 +10,8 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || missing+=(nodejs npm)
+# the Loki proxy and TLS tests: a real HTTP proxy, and openssl for a throwaway CA
+command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy-bin); command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo

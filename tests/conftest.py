@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 import llmmetrics
 from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
 from tests.support.llm import Traced, make_client
-from tests.support.loki import harness, loki, real_loki, tenant  # noqa: F401 (fixtures for the Loki tests)
-from tests.support.workload import workload  # noqa: F401 (the calls, in a trace file and in Loki)
+from tests.support.loki import (harness, loki, no_proxy_environment, proxy, real_loki, tenant,  # noqa: F401
+                                tls_loki, workload)  # fixtures of the Loki tests
 
 
 @pytest.fixture(scope="session")

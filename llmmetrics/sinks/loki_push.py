@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import email.utils
 import http.client
+import os
 import re
 import socket
 import ssl
 import time
 import urllib.parse
+import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
@@ -298,19 +300,44 @@ class HTTPTransport:
 
     ``http.client`` sends the headers and a ``bytes`` body in one ``sendall`` and reads the status line and
     headers from one buffered ``recv``, so a push costs a handful of GIL hand-offs whatever its size.
+
+    It takes the settings the Loki reads (``requests``) take, read once when the sink is configured: the proxy
+    for the URL's scheme from ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` names the host (an http://
+    Loki is reached with absolute-URI requests to the proxy, an https:// one through a ``CONNECT`` tunnel;
+    ``user:password@`` in the proxy URL becomes ``Proxy-Authorization``), and TLS verified against
+    ``ca_file``, else ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else the system's roots.
     """
 
     def __init__(self, url: str, *, timeout: float, tenant: str | None = None, username: str | None = None,
-                 password: str | None = None, bearer_token: str | None = None) -> None:
+                 password: str | None = None, bearer_token: str | None = None, ca_file: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"loki_url must be an http:// or https:// URL, got {redact_url(url)!r} "
                               "(argument loki_url or LLMMETRICS_LOKI_URL)")
+        environ = os.environ if environ is None else environ
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         path = parts.path.rstrip("/")
         self.path = path if path.endswith(PUSH_PATH) else path + PUSH_PATH
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            cafile = ca_file or environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None
+            try:
+                self._context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"loki_ca_file: cannot load the CA bundle {cafile!r}: {e} (argument loki_ca_file, "
+                                  "LLMMETRICS_LOKI_CA_FILE or REQUESTS_CA_BUNDLE)") from None
+        self._proxy = _proxy_for(parts.scheme, self._host, environ)
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy is not None:
+            if self._proxy.username is not None:
+                token = base64.b64encode(f"{urllib.parse.unquote(self._proxy.username)}:"
+                                         f"{urllib.parse.unquote(self._proxy.password or '')}".encode()).decode()
+                self._proxy_headers["Proxy-Authorization"] = "Basic " + token
+            if not self._https:  # a plain-HTTP proxy is sent the absolute URI
+                self.path = f"http://{self._host}:{self._port}{self.path}"
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "llmmetrics"}
         username = username or (urllib.parse.unquote(parts.username) if parts.username else None)
@@ -334,14 +361,18 @@ class HTTPTransport:
             raise ConfigError("loki_url is required for the Loki sink (argument loki_url or LLMMETRICS_LOKI_URL)")
         return cls(config.loki_url, timeout=config.loki_timeout_seconds, tenant=config.loki_tenant,
                    username=config.loki_username, password=config.loki_password,
-                   bearer_token=config.loki_bearer_token)
+                   bearer_token=config.loki_bearer_token, ca_file=config.loki_ca_file)
 
     def _connect(self) -> http.client.HTTPConnection:
+        proxy = self._proxy
+        host, port = (proxy.hostname, proxy.port or 80) if proxy is not None else (self._host, self._port)
         if self._https:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context())
+                host, port, timeout=self.timeout, context=self._context)
+            if proxy is not None:
+                conn.set_tunnel(self._host, self._port, headers=self._proxy_headers)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
@@ -388,7 +419,10 @@ class HTTPTransport:
             raise
 
     def _send(self, conn: http.client.HTTPConnection, body: bytes) -> None:
-        conn.request("POST", self.path, body, self.headers)
+        if self._proxy is not None and not self._https:
+            conn.request("POST", self.path, body, {**self.headers, **self._proxy_headers})
+        else:
+            conn.request("POST", self.path, body, self.headers)
 
     def _receive(self) -> PushResponse:
         conn = self._conn
@@ -420,6 +454,20 @@ class HTTPTransport:
         if conn is not None and conn.sock is not None:
             # close our copy of the descriptor only: shutdown() would cut the parent's connection too
             conn.sock.close()
+
+
+def _proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> urllib.parse.SplitResult | None:
+    """The proxy ``requests`` would use for ``scheme://host`` by the same variables (lower case first)."""
+    proxies = {name.lower()[:-6]: value for name, value in environ.items() if name.lower().endswith("_proxy") and value}
+    proxies.update({name[:-6]: value for name, value in environ.items() if name.endswith("_proxy") and value})
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{scheme.upper()}_PROXY: the Loki sink reaches Loki through an http:// proxy, got "
+                          f"{redact_url(url)!r}")
+    return parts
 
 
 def redact_url(url: str) -> str:

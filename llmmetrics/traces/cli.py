@@ -102,6 +102,8 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
                         "llmmetrics-traces.jsonl); forces the local backend")
     source.add_argument("--loki-url", metavar="URL", help="query Loki instead (default LLMMETRICS_LOKI_URL)")
     source.add_argument("--loki-tenant", metavar="TENANT", help="X-Scope-OrgID (default LLMMETRICS_LOKI_TENANT)")
+    source.add_argument("--loki-ca-file", metavar="PEM", help="CA bundle to verify Loki's TLS certificate "
+                        "(default LLMMETRICS_LOKI_CA_FILE, else REQUESTS_CA_BUNDLE, else the system's roots)")
     source.add_argument("--scan-limit", type=int, default=DEFAULT_SCAN_LIMIT, metavar="N",
                         help="Loki: most entries read when sorting by a non-time field, aggregating or drawing a tree")
     source.add_argument("--print-logql", action="store_true", help="print the LogQL for these filters and exit")
@@ -227,6 +229,7 @@ class _LokiSource(_Source):
             username=config.loki_username,
             password=config.loki_password,
             bearer_token=config.loki_bearer_token,
+            ca_file=args.loki_ca_file or config.loki_ca_file,
             timeout=config.loki_timeout_seconds,
         )
         self.read = 0
@@ -267,6 +270,7 @@ class _LokiSource(_Source):
             footer += f", Loki processed {_size(client.bytes_processed)}"
         if self.capped_at:
             footer += f"; stopped at --scan-limit {self.capped_at:,}: totals and order cover only those entries"
+        client.close()  # the footer is the last use
         return footer
 
 

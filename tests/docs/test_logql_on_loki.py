@@ -13,16 +13,15 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from tests.stack.stack_files import load_dashboards, panels, substitute, targets
+from tests.support.doc_queries import documented_logql
 from tests.support.workload import Workload
 
-REPO = Path(__file__).resolve().parents[2]
 Records = list[dict[str, Any]]
 #: A log query's answer: the (timestamp, line) of each entry. A metric query's: {frozen labels: value}.
 LogAnswer = Counter[tuple[int, str]]
@@ -139,15 +138,7 @@ def assert_same(query: str, got: LogAnswer | Vector, expected: LogAnswer | Vecto
 
 # ---- the documented queries ---------------------------------------------------------------------------------
 
-def documented_queries() -> list[tuple[str, str]]:
-    found = []
-    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        for query in re.findall(r"```logql\n(.*?)\n```", doc.read_text(encoding="utf-8"), flags=re.DOTALL):
-            found.append((doc.relative_to(REPO).as_posix(), query))
-    return found
-
-
-DOCUMENTED = documented_queries()
+DOCUMENTED = documented_logql()
 
 
 def test_the_docs_hold_logql_queries() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.loki import Harness, index, record
 from tests.support.loki_server import LokiServer, wait_until
+from tests.support.tls_proxy import TinyProxy
 from tests.support.workload import CALLS, RUNS, llm_clients, trace_calls
 
 ALL = '{service_name=~".+"}'
@@ -177,3 +178,57 @@ class TestLokiRefusals:
         assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="rejected") == 0
         if good:
             assert_exactly_once(real_loki.wait_for_count(tenant, ALL, len(good)), good)
+
+
+class TestProxyAndTLS:
+    def test_pushes_go_through_the_http_proxy_unless_no_proxy_names_the_host(
+            self, real_loki: LokiServer, tenant: str, harness: Harness, proxy: TinyProxy,
+            no_proxy_environment: pytest.MonkeyPatch) -> None:
+        """HTTP_PROXY: the push is an absolute-URI POST to tinyproxy, stored by Loki; NO_PROXY=127.0.0.1 bypasses it."""
+        no_proxy_environment.setenv("HTTP_PROXY", proxy.url)
+        sink = harness.sink(real_loki.url, loki_tenant=tenant)
+        sink.emit(record(1))
+        assert sink.flush(10)
+        push = f"POST {real_loki.url}/loki/api/v1/push"
+        assert wait_until(lambda: any(r.startswith(push) for r in proxy.requests()), 10), proxy.requests()
+        real_loki.wait_for_count(tenant, ALL, 1)
+        no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+        seen = len(proxy.requests())
+        direct = harness.sink(real_loki.url, loki_tenant=tenant)
+        direct.emit(record(2))
+        assert direct.flush(10)
+        real_loki.wait_for_count(tenant, ALL, 2)
+        assert len(proxy.requests()) == seen
+
+    @pytest.mark.parametrize("how", ["loki_ca_file", "REQUESTS_CA_BUNDLE", "HTTPS_PROXY"])
+    def test_pushes_to_a_loki_with_a_private_ca(self, tls_loki: LokiServer, tenant: str, harness: Harness,
+                                                proxy: TinyProxy, no_proxy_environment: pytest.MonkeyPatch,
+                                                how: str) -> None:
+        """HTTPS with the CA from loki_ca_file or REQUESTS_CA_BUNDLE, also tunnelled (CONNECT) through the proxy."""
+        assert tls_loki.tls is not None
+        options: dict[str, Any] = {}
+        if how == "REQUESTS_CA_BUNDLE":
+            no_proxy_environment.setenv("REQUESTS_CA_BUNDLE", str(tls_loki.tls.ca))
+        else:
+            options["loki_ca_file"] = str(tls_loki.tls.ca)
+        if how == "HTTPS_PROXY":
+            no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+        sink = harness.sink(tls_loki.url, loki_tenant=tenant, **options)
+        sink.emit(record(1))
+        assert sink.flush(10)
+        tls_loki.wait_for_count(tenant, ALL, 1)
+        if how == "HTTPS_PROXY":
+            assert f"CONNECT 127.0.0.1:{tls_loki.http_port} HTTP/1.0" in proxy.requests()
+
+    def test_an_unknown_ca_is_a_retried_connection_error_not_a_silent_loss(
+            self, tls_loki: LokiServer, tenant: str, harness: Harness, no_proxy_environment: pytest.MonkeyPatch,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """Without the CA the handshake fails: a connection error, retried and logged; at close the record is counted."""
+        sink = harness.sink(tls_loki.url, loki_tenant=tenant)
+        sink.emit(record(1))
+        assert sink.flush(0.5) is False
+        assert wait_until(lambda: harness.value("llmmetrics_export_errors_total", sink="loki", reason="connection"), 10)
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+        assert tls_loki.entries(tenant, ALL) == []
+        sink.close(0.1)
+        assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="shutdown") == 1

@@ -26,6 +26,8 @@ _BINARIES = {
     "promtool": ("PROMTOOL_BIN", ("promtool",)),
     "alertmanager": ("ALERTMANAGER_BIN", ("prometheus-alertmanager", "alertmanager")),
     "amtool": ("AMTOOL_BIN", ("amtool",)),
+    "tinyproxy": ("TINYPROXY_BIN", ("tinyproxy",)),
+    "openssl": ("OPENSSL_BIN", ("openssl",)),
 }
 
 

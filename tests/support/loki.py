@@ -15,13 +15,16 @@ from prometheus_client import CollectorRegistry
 
 from tests.support.loki_contract_server import LokiContractServer
 from tests.support.loki_server import LokiServer
+from tests.support.tls_proxy import no_proxy_environment, proxy, tls_loki
+from tests.support.workload import workload
 
 from llmmetrics.config import Config
 from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks.loki import LokiSink
 
-__all__ = ["Harness", "harness", "index", "loki", "real_loki", "record", "tenant"]
+__all__ = ["Harness", "harness", "index", "loki", "no_proxy_environment", "proxy", "real_loki", "record", "tenant",
+           "tls_loki", "workload"]
 
 _tenants = itertools.count(1)
 

@@ -93,9 +93,12 @@ def selects(query: str) -> Callable[[Entry], bool]:
 class FakeLoki:
     """A query_range endpoint over a fixed list of entries, with Loki's range, limit and direction semantics."""
 
-    def __init__(self, entries: list[Entry], *, fail_with: tuple[int, str] | None = None) -> None:
+    def __init__(self, entries: list[Entry], *, fail_with: tuple[int, str] | None = None, failures: int = -1,
+                 headers: dict[str, str] | None = None) -> None:
         self.entries = entries
         self.fail_with = fail_with
+        self.failures = failures  # answer fail_with this many times (-1: always), then normally
+        self.fail_headers = headers or {}
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -122,8 +125,9 @@ class FakeLoki:
         parsed = urllib.parse.urlsplit(request.path)
         params = dict(urllib.parse.parse_qsl(parsed.query))
         self.requests.append({"path": parsed.path, "params": params, "headers": {k.lower(): v for k, v in request.headers.items()}})
-        if self.fail_with:
-            self.reply(request, self.fail_with[0], self.fail_with[1].encode(), "text/plain")
+        if self.fail_with and self.failures != 0:
+            self.failures -= 1
+            self.reply(request, self.fail_with[0], self.fail_with[1].encode(), "text/plain", self.fail_headers)
             return
         if parsed.path != "/loki/api/v1/query_range":
             self.reply(request, 404, b"404 page not found\n", "text/plain")
@@ -152,8 +156,11 @@ class FakeLoki:
         self.reply(request, 200, orjson.dumps({"status": "success", "data": data}), "application/json")
 
     @staticmethod
-    def reply(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+    def reply(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
         request.send_response(code)
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
         request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
@@ -285,10 +292,11 @@ class TestPaging:
         with FakeLoki(numbered(1, [1]), fail_with=(500, "internal")) as fake:
             url = fake.url.replace("http://", "http://reader:s3cret@")
             with pytest.raises(LokiError) as caught:
-                LokiClient(url).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+                LokiClient(url, retries=0).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
         assert fake.requests[0]["headers"]["authorization"] == "Basic cmVhZGVyOnMzY3JldA=="
         with pytest.raises(LokiError) as caught:
-            LokiClient(url, timeout=5).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+            LokiClient(url, timeout=5, retries=0).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1,
+                                                              direction="backward")
         assert "s3cret" not in str(caught.value) and "cannot reach Loki at http://127.0.0.1:" in str(caught.value)
 
     def test_http_errors_and_unreachable_servers_raise_loki_error(self) -> None:
@@ -298,7 +306,27 @@ class TestPaging:
                 LokiClient(fake.url).query_range("{a=}", start_ns=0, end_ns=1, limit=1, direction="backward")
             url = fake.url
         with pytest.raises(LokiError, match="cannot reach Loki"):
-            LokiClient(url, timeout=5).query_range("{a=\"b\"}", start_ns=0, end_ns=1, limit=1, direction="backward")
+            LokiClient(url, timeout=5, retries=0).query_range("{a=\"b\"}", start_ns=0, end_ns=1, limit=1,
+                                                              direction="backward")
+
+    def test_429_and_5xx_are_retried_a_bounded_number_of_times(self) -> None:
+        """A 503 then a 429 (Retry-After: 0) are retried and the third answer is read; a lasting 500 is
+        reported after 1 + retries requests, with Loki's text."""
+        with FakeLoki(numbered(2, [2, 1]), fail_with=(503, "too busy"), failures=1) as fake:
+            client = LokiClient(fake.url)
+            assert len(client.query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                          direction="backward").entries) == 2
+        assert len(fake.requests) == 2
+        with FakeLoki(numbered(2, [2, 1]), fail_with=(429, "slow down"), failures=2,
+                      headers={"Retry-After": "0"}) as fake:
+            LokiClient(fake.url, retries=2).query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                                         direction="backward")
+        assert len(fake.requests) == 3
+        with FakeLoki([], fail_with=(500, "ingester down"), headers={"Retry-After": "0"}) as fake:
+            with pytest.raises(LokiError, match="HTTP 500.*ingester down"):
+                LokiClient(fake.url, retries=2).query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                                             direction="backward")
+        assert len(fake.requests) == 3
 
 
 @pytest.fixture()
