@@ -188,8 +188,8 @@ _REFUSAL_REASONS = (
     ("too far behind", "out_of_order"),
     ("out of order", "out_of_order"),
     *((fragment, "invalid_labels") for fragment in ("label names; limit", "label value too long",
-                                                    "label name too long", "error parsing labels", "invalid label",
-                                                    "duplicate label")),
+                                                    "label name too long", "parse labels", "invalid label",
+                                                    "duplicate label", "at least one label pair")),
 )
 _GROUP = re.compile(r"(?:^|; )(\d+) errors like: ")
 _INGESTER_TOTAL = re.compile(r"total ignored: (\d+) out of \d+ for stream: (\{.*\})")

@@ -154,9 +154,10 @@ class LokiClient:
             self.session.auth = _Bearer(bearer_token)
         elif username is not None:
             self.session.auth = requests.auth.HTTPBasicAuth(username, password or "")
-        retry = Retry(total=retries, connect=retries, read=0, status=retries, backoff_factor=0.5, backoff_max=10.0,
-                      status_forcelist=RETRY_STATUSES, allowed_methods={"GET"}, respect_retry_after_header=True,
-                      raise_on_status=False)
+        # connection refused and 429/5xx are retried; a TLS failure (other) or a lost answer (read) is not
+        retry = Retry(total=retries, connect=retries, read=0, other=0, status=retries, backoff_factor=0.5,
+                      backoff_max=10.0, status_forcelist=RETRY_STATUSES, allowed_methods={"GET"},
+                      respect_retry_after_header=True, raise_on_status=False)
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

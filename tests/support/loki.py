@@ -73,7 +73,7 @@ def loki() -> Iterator[LokiContractServer]:
 
 @pytest.fixture(scope="session")
 def real_loki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LokiServer]:
-    """One real Loki for the session (about half a second to start), shipped configuration, auth enabled."""
+    """One real Loki for the session (it answers a quarter of a second after it starts), shipped config, auth on."""
     with LokiServer(Path(tmp_path_factory.mktemp("loki"))) as server:
         yield server
 

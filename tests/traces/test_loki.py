@@ -14,6 +14,7 @@ against Grafana's grammar), and both backends must give the same answer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -29,6 +30,8 @@ from tests.traces.test_local import FILTERS, TRACE, agent_run, dataset, ids_of
 
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.loki_client import LokiClient, LokiError, decode_query_range
+from tests.support.loki_server import LokiServer, wait_until
+from tests.support.workload import Workload
 
 
 def main(args: list[str]) -> int:
@@ -431,3 +434,59 @@ class TestCommandOnLoki:
         assert code == 1 and out == ""
         assert "HTTP 400" in err and "at least one regexp" in err
 
+
+
+class TestTransportToARealLoki:
+    """`--loki-url` through a real HTTP proxy (tinyproxy) and to a real Loki serving TLS with a private CA."""
+
+    @pytest.fixture()
+    def tls_workload(self, workload: Workload, tls_loki: LokiServer) -> Workload:
+        """The session's workload records, pushed as the sink writes them into the TLS Loki (once)."""
+        tenant = "tls-" + workload.tenant
+        if not tls_loki.entries(tenant, '{service_name="checkout"}'):
+            streams = [{"stream": e.stream, "values": [[str(e.ts_ns), e.line, e.metadata]]}
+                       for e in entries_of(workload.records())]
+            status, body = tls_loki.push(tenant, orjson.dumps({"streams": streams}), {"Content-Type": "application/json"})
+            assert status == 204, body
+        return dataclasses.replace(workload, tenant=tenant, loki=tls_loki)
+
+    @staticmethod
+    def ask(capsys, w: Workload, *extra: str) -> tuple[int, str, str]:
+        return run_cli(capsys, "--loki-url", w.loki.url, "--loki-tenant", w.tenant, "--service", "checkout",
+                       "--status", "error", "--format", "json", *extra)
+
+    @staticmethod
+    def errors(w: Workload) -> list[str]:
+        return sorted(json.dumps(r, separators=(",", ":")) for r in w.records()
+                      if r["kind"] == "call" and r["status"] == "error")
+
+    def test_a_private_ca_from_the_option_or_requests_ca_bundle(self, tls_workload, capsys,
+                                                                no_proxy_environment) -> None:
+        """--loki-ca-file or REQUESTS_CA_BUNDLE verifies the private CA; without it the command says what to set."""
+        code, out, err = self.ask(capsys, tls_workload)
+        assert code == 1 and "TLS with Loki at https://127.0.0.1:" in err and "--loki-ca-file" in err, err
+        ca = str(tls_workload.loki.tls.ca)
+        code, out, err = self.ask(capsys, tls_workload, "--loki-ca-file", ca)
+        assert code == 0, err
+        assert sorted(json.dumps(json.loads(line), separators=(",", ":")) for line in out.splitlines()) == \
+            self.errors(tls_workload)
+        no_proxy_environment.setenv("REQUESTS_CA_BUNDLE", ca)
+        assert self.ask(capsys, tls_workload)[:2] == (0, out)
+
+    def test_the_proxy_from_the_environment_unless_no_proxy(self, workload, tls_workload, proxy, capsys,
+                                                            no_proxy_environment) -> None:
+        """HTTP_PROXY forwards the plain-HTTP reads, HTTPS_PROXY tunnels the TLS ones; NO_PROXY bypasses both."""
+        no_proxy_environment.setenv("HTTP_PROXY", proxy.url)
+        no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+        code, plain, err = self.ask(capsys, workload)
+        assert code == 0, err
+        code, tunnelled, err = self.ask(capsys, tls_workload, "--loki-ca-file", str(tls_workload.loki.tls.ca))
+        assert code == 0 and tunnelled == plain, err
+        get = f"GET {workload.loki.url}/loki/api/v1/query_range?"
+        connect = f"CONNECT 127.0.0.1:{tls_workload.loki.http_port} HTTP/1.0"
+        assert wait_until(lambda: any(r.startswith(get) for r in proxy.requests()) and connect in proxy.requests(),
+                          10), proxy.requests()
+        seen = len(proxy.requests())
+        no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+        assert self.ask(capsys, workload)[:2] == (0, plain)
+        assert len(proxy.requests()) == seen
