@@ -187,6 +187,7 @@ _REFUSAL_REASONS = (
     ("max entry size", "line_too_long"),
     ("too far behind", "out_of_order"),
     ("out of order", "out_of_order"),
+    ("includes structured metadata", "rejected"),  # a Loki (or tenant) with allow_structured_metadata: false
     *((fragment, "invalid_labels") for fragment in ("label names; limit", "label value too long",
                                                     "label name too long", "parse labels", "invalid label",
                                                     "duplicate label", "at least one label pair")),
@@ -197,12 +198,12 @@ _LABEL_LIMIT = re.compile(r"label names; limit (\d+)")
 _LABEL_PAIR = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def _reason(message: str) -> str:
+def _reason(message: str) -> str | None:
     lowered = message.lower()
     for fragment, reason in _REFUSAL_REASONS:
         if fragment in lowered:
             return reason
-    return "rejected"
+    return None
 
 
 def refused_entries(text: str, streams: Sequence[tuple[Mapping[str, str], int]]) -> dict[str, int]:
@@ -222,18 +223,18 @@ def refused_entries(text: str, streams: Sequence[tuple[Mapping[str, str], int]])
 
     ingester = _INGESTER_TOTAL.findall(text)
     for count, _ in ingester:
-        add(_reason(text), int(count))
+        add(_reason(text) or "rejected", int(count))
     if not ingester:
         body = text.strip()
         if _GROUP.match(body):
             parts = _GROUP.split(body)[1:]
             groups = [(int(count), message) for count, message in zip(parts[::2], parts[1::2])]
-        elif _reason(body) != "rejected" or body.startswith(("entry for stream", "entry with timestamp")):
+        elif _reason(body) is not None or body.startswith(("entry for stream", "entry with timestamp")):
             groups = [(1, body)]  # one error: a known kind, or Loki's wording for one refused entry
         else:
             groups = []
         for count, message in groups:
-            reason = _reason(message)
+            reason = _reason(message) or "rejected"
             if reason == "invalid_labels":
                 add(reason, _entries_of_refused_streams(message, count, streams))
             else:

@@ -21,6 +21,7 @@ from tests.support.loki_contract_server import LokiContractServer
 from tests.support.loki_server import LokiServer
 
 NOW = time.time_ns()
+ALL = '{service_name=~".+"}'
 OLD = NOW - 8 * 86400 * 10**9
 
 
@@ -117,9 +118,28 @@ def test_the_stand_in_answers_pushes_as_the_real_loki_does(real_loki: LokiServer
         assert refused_entries(stand_in_text.decode(), sizes(body)) == refused_entries(real_text.decode(), sizes(body)), \
             (real_text, stand_in_text)
     stored = Counter((ts, line, tuple(sorted(meta.items())))
-                     for _, ts, line, meta in real_loki.entries(tenant, '{service_name=~".+"}'))
+                     for _, ts, line, meta in real_loki.entries(tenant, ALL))
     accepted = Counter((e.ts_ns, e.line, tuple(sorted(e.metadata.items()))) for e in stand_in.accepted[before:])
     assert accepted == stored
+
+
+def test_with_structured_metadata_disallowed_both_refuse_only_the_entries_carrying_it(
+        real_loki: LokiServer, tenant: str) -> None:
+    """The stand-in without metadata support answers as a tenant with allow_structured_metadata: false."""
+    real_loki.set_limits(tenant, allow_structured_metadata=False)
+    body = push(stream(None, v(0, "with", {"trace_id": "t"}), v(1, "without")))
+    raw, sent = encode(body, {})
+    real = real_loki.push(tenant, raw, sent)
+    with LokiContractServer(structured_metadata=False) as stand_in:
+        conn = http.client.HTTPConnection("127.0.0.1", stand_in.port, timeout=10)
+        conn.request("POST", "/loki/api/v1/push", raw, sent)
+        answer = conn.getresponse()
+        text = answer.read()
+        conn.close()
+        assert (answer.status, [e.line for e in stand_in.accepted]) == (real[0], ["without"]) == \
+            (400, [line for _, _, line, _ in real_loki.entries(tenant, ALL)])
+    assert refused_entries(text.decode(), sizes(body)) == refused_entries(real[1].decode(), sizes(body)) == \
+        {"rejected": 1}
 
 
 def test_the_cases_cover_acceptance_and_every_kind_of_refusal() -> None:

@@ -11,7 +11,7 @@ distributor refuses, with Loki's status codes and error texts:
   an empty line (or none) is dropped without an error, as Loki does;
 - label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one and at most 15 labels, values at most 2048 chars; a
   stream that breaks these is refused alone, the push's other streams are kept;
-- structured metadata an object of string to string (and refused entirely when emulating Loki 2.x); names
+- structured metadata an object of string to string; names
   that are not label names are stored sanitised as Loki does (``1bad`` becomes ``key_1bad``);
 - lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week).
 
@@ -106,7 +106,11 @@ def _grouped(errors: list[tuple[str, str]]) -> list[str]:
 
 
 class LokiContractServer:
-    """Loki's push endpoint on 127.0.0.1, validating every push; see the module docstring."""
+    """Loki's push endpoint on 127.0.0.1, validating every push; see the module docstring.
+
+    ``structured_metadata=False`` answers as a Loki with ``allow_structured_metadata: false`` (and as Loki 2.x
+    refuses metadata): entries carrying some are refused, the others kept.
+    """
 
     def __init__(self, *, port: int = 0, structured_metadata: bool = True) -> None:
         self.structured_metadata = structured_metadata
@@ -278,6 +282,11 @@ class LokiContractServer:
             for ts, line, meta in entries:
                 if not line:
                     continue
+                if meta and not self.structured_metadata:
+                    errors.append(("metadata", f"stream '{shown}' includes structured metadata, but this feature is "
+                                               "disallowed. Please see `limits_config.allow_structured_metadata` or "
+                                               "contact your Loki administrator to enable it"))
+                    continue
                 if len(line.encode()) > MAX_LINE_BYTES:
                     kind, error = "line_too_long", (f"max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
                              f"an entry with length '{len(line.encode())}' bytes")
@@ -322,9 +331,6 @@ class LokiContractServer:
             raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: line must be a string")
         meta: dict[str, str] = {}
         if len(value) == 3:
-            if not self.structured_metadata:
-                raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: structured metadata is not "
-                                         "supported by this Loki (2.x)")
             meta = value[2]
             if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in meta.items()):

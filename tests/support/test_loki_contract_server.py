@@ -1,5 +1,6 @@
-"""The Loki stand-in's own switches: its Loki 2.x mode and the faults that the real Loki cannot be made to produce
-on cue (500s, 429 with Retry-After, going down and coming back on the same port)."""
+"""The Loki stand-in's fault switches: what the real Loki cannot be made to do on cue (500s, 429 with
+Retry-After, refusing chosen entries, going down and coming back on the same port). How it answers pushes is
+compared with the real Loki in tests/sinks/test_loki_differential.py."""
 
 from __future__ import annotations
 
@@ -44,16 +45,6 @@ def push(loki: LokiContractServer, body: Any, *, path: str = "/loki/api/v1/push"
 
 def stream(labels: dict[str, str] | None = None, *values: list[Any]) -> dict[str, Any]:
     return {"streams": [{"stream": {"service_name": "svc"} if labels is None else labels, "values": list(values)}]}
-
-
-class TestWhatOnlyTheStandInDoes:
-    """How it refuses like Loki is compared with the real Loki in tests/sinks/test_loki_differential.py."""
-
-    def test_loki2_mode_refuses_structured_metadata(self) -> None:
-        """Emulating Loki 2.x, an entry with structured metadata is refused (so the switch-off is tested)."""
-        with LokiContractServer(structured_metadata=False) as loki:
-            assert push(loki, stream(None, [now_ns(), "x", {"trace_id": "t"}]))[0] == 400
-            assert push(loki, stream(None, [now_ns(), "x"]))[0] == 204
 
 
 class TestFaultModes:
