@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import signal
 import subprocess
@@ -129,36 +128,6 @@ class TestRateLimited:
         gaps = [b - a for a, b in itertools.pairwise(failed)]
         assert max(gaps) < 0.3 + 1.0  # cap plus generous scheduling slack
         assert min(gaps) >= 0.04  # never a tight loop
-
-
-class TestPoison:
-    def test_a_rejected_batch_is_dropped_counted_logged_once_and_others_flow(
-            self, harness: Harness, loki: LokiContractServer, caplog: pytest.LogCaptureFixture) -> None:
-        """A 400 drops only the refused record of its batch; it is counted and logged once per reason."""
-        caplog.set_level(logging.WARNING, logger="llmmetrics.loki")
-        loki.poison(lambda line: '"poison":true' in line)
-        sink = harness.sink(loki.url, loki_batch_wait_seconds=10)
-
-        def batch(first: int, poisoned: bool) -> None:
-            for i in range(first, first + 10):
-                r = record(i)
-                if poisoned and i == first + 3:
-                    r = r._replace(line=r.line[:-1] + b',"poison":true}')
-                sink.emit(r)
-            assert sink.flush(10)
-
-        batch(0, False)
-        batch(10, True)
-        batch(20, True)
-        batch(30, False)
-        lines = loki.lines()
-        delivered = Counter(index(line) for line in lines)
-        # like Loki, the stand-in keeps the valid entries of a refused push: only the poisoned ones are lost
-        assert sorted(delivered) == sorted(set(range(40)) - {13, 23}) and set(delivered.values()) == {1}
-        assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="rejected") == 2
-        assert harness.value("llmmetrics_loki_pushes_total", outcome="rejected") == 2
-        warnings = [r for r in caplog.records if "refused" in r.getMessage()]
-        assert len(warnings) == 1 and "poison predicate" in warnings[0].getMessage()
 
 
 class TestBoundedMemory:

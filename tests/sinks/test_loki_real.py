@@ -3,6 +3,7 @@ what survives a Loki crash, and how each of Loki's own refusals is handled and c
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,7 @@ class TestWhatLokiStores:
         path = tmp_path / "traces.jsonl"
         trace_calls(clients, trace_file=str(path), loki_url=real_loki.url, loki_tenant=tenant,
                     loki_batch_wait_seconds=0.05)
+        assert "sk-test" not in path.read_text()  # the API key is never recorded
         records = [orjson.loads(line) for line in path.read_bytes().splitlines()]
         assert Counter(r["kind"] for r in records) == {"call": CALLS, "run": RUNS}
         rows = real_loki.wait_for_count(tenant, '{service_name="checkout"}', len(records))
@@ -178,6 +180,22 @@ class TestLokiRefusals:
         assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="rejected") == 0
         if good:
             assert_exactly_once(real_loki.wait_for_count(tenant, ALL, len(good)), good)
+
+    def test_a_refusal_is_logged_once_per_reason_while_shipping_goes_on(
+            self, real_loki: LokiServer, tenant: str, harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+        """Two batches each with an over-long line: two drops, one warning (Loki's texts differ per entry)."""
+        caplog.set_level(logging.WARNING, logger="llmmetrics.loki")
+        real_loki.set_limits(tenant, max_line_size="2KB")
+        sink = harness.sink(real_loki.url, loki_tenant=tenant, loki_batch_wait_seconds=5.0)
+        for first in (0, 10):
+            for i in range(first, first + 10):
+                sink.emit(padded(i, 3000) if i == first + 3 else record(i))
+            assert sink.flush(10)
+        assert_exactly_once(real_loki.wait_for_count(tenant, ALL, 18), [i for i in range(20) if i not in (3, 13)])
+        assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="line_too_long") == 2
+        assert harness.value("llmmetrics_loki_pushes_total", outcome="rejected") == 2
+        (warning,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert "1 line_too_long of a batch of 10" in warning and "max entry size '2048' bytes" in warning
 
 
 class TestProxyAndTLS:
