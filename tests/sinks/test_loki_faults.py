@@ -1,4 +1,9 @@
-"""Loki down, killed processes, 429 storms, poison batches, long outages: nothing lost silently, nothing twice."""
+"""Loki down, killed processes, 429 storms, flaky 5xx, long outages: nothing lost silently, nothing twice.
+
+These faults need timing the real Loki cannot be made to produce on cue (every third push failing, 429 with
+Retry-After, down and up again within milliseconds), so they run against the stand-in; a real Loki killed
+and restarted mid-run, and its own refusals, are in test_loki_real.py.
+"""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -490,3 +491,28 @@ class TestTransportToARealLoki:
         no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
         assert self.ask(capsys, workload)[:2] == (0, plain)
         assert len(proxy.requests()) == seen
+
+
+class TestPagingOnARealLoki:
+    def test_pages_across_runs_of_equal_timestamps_read_every_entry_once_in_order(self, real_loki, tenant) -> None:
+        """23 entries in two streams with runs of equal timestamps, pages of 4 (and of 3 for the longest run):
+        the real Loki's answers, paged backward and forward, give each entry once, in time order."""
+        base = time.time_ns() - 10**9
+        offsets = [100, 100, 100, 90, 90, 80, 70, 70, 70, 70, 70, 60, 50, 50, 40, 30, 30, 30, 20, 10, 10, 10, 10]
+        entries = [Entry(base + ts, f"line-{i}", {"service_name": "s", "level": ("info", "error")[i % 2]})
+                   for i, ts in enumerate(offsets)]
+        body = {"streams": [{"stream": e.stream, "values": [[str(e.ts_ns), e.line]]} for e in entries]}
+        status, text = real_loki.push(tenant, orjson.dumps(body), {"Content-Type": "application/json"})
+        assert status == 204, text
+        real_loki.wait_for_count(tenant, '{service_name="s"}', len(entries))
+        by_line = {e.line: e.ts_ns for e in entries}
+        for page_size in (4, 3):
+            for direction in ("backward", "forward"):
+                client = LokiClient(real_loki.url, tenant=tenant, page_size=page_size)
+                lines = [e.line for e in client.entries('{service_name="s"}', start_ns=base, end_ns=base + 1000,
+                                                       limit=1000, direction=direction)]
+                assert sorted(lines) == sorted(by_line), (page_size, direction)
+                stamps = [by_line[line] for line in lines]
+                assert stamps == sorted(stamps, reverse=direction == "backward"), (page_size, direction)
+                assert client.pages > len(entries) // page_size
+                client.close()
