@@ -223,15 +223,7 @@ class _LokiSource(_Source):
         self.query = query
         self.logql = build_logql(query, service=service, env=args.env,
                                  structured_metadata=config.loki_structured_metadata)
-        self.client = LokiClient(
-            url,
-            tenant=args.loki_tenant or config.loki_tenant,
-            username=config.loki_username,
-            password=config.loki_password,
-            bearer_token=config.loki_bearer_token,
-            ca_file=args.loki_ca_file or config.loki_ca_file,
-            timeout=config.loki_timeout_seconds,
-        )
+        self.client = LokiClient.from_config(config, url=url, tenant=args.loki_tenant, ca_file=args.loki_ca_file)
         self.read = 0
         self.capped_at: int | None = None
         self.scan_limit = args.scan_limit

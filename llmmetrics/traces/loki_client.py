@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 import requests
+
+from ..config import Config
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
@@ -130,8 +132,6 @@ class LokiClient:
         page_size: int = 1000,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise LokiError(f"the Loki URL must be http:// or https://, got {url!r}")
         if parts.username is not None:  # http://user:pass@host: use as basic auth, keep out of messages
             username = username if username is not None else urllib.parse.unquote(parts.username)
             password = password if password is not None else urllib.parse.unquote(parts.password or "")
@@ -165,6 +165,17 @@ class LokiClient:
         self.pages = 0
         self.bytes_processed = 0
         self.exec_time_seconds = 0.0
+
+    @classmethod
+    def from_config(cls, config: Config, *, url: str | None = None, tenant: str | None = None,
+                    ca_file: str | None = None, **options: Any) -> LokiClient:
+        """A client for the Loki the configuration names (``LLMMETRICS_LOKI_*``); arguments win over it."""
+        target = url or config.loki_url
+        if not target:
+            raise LokiError("no Loki URL: pass one or set LLMMETRICS_LOKI_URL")
+        return cls(target, tenant=tenant or config.loki_tenant, username=config.loki_username,
+                   password=config.loki_password, bearer_token=config.loki_bearer_token,
+                   ca_file=ca_file or config.loki_ca_file, timeout=config.loki_timeout_seconds, **options)
 
     def __enter__(self) -> LokiClient:
         return self

@@ -125,11 +125,14 @@ def padded(i: int, size: int, **kw: Any) -> Any:
 
 
 class TestLokiRefusals:
+    @pytest.mark.parametrize("spool", [False, True], ids=["memory", "spool"])
     def test_429_from_a_tiny_ingestion_rate_is_retried_in_halved_pushes_until_all_are_in(
-            self, real_loki: LokiServer, tenant: str, harness: Harness) -> None:
-        """A batch over the tenant's burst is refused whole (429) however long one waits: halving gets it in."""
+            self, real_loki: LokiServer, tenant: str, harness: Harness, tmp_path: Path, spool: bool) -> None:
+        """A batch over the tenant's burst is refused whole (429) however long one waits: halving gets it in,
+        from memory and from the spool (a spooled segment is replayed in halved pushes)."""
         real_loki.set_limits(tenant, ingestion_rate_mb=0.2, ingestion_burst_size_mb=0.03)
-        sink = harness.sink(real_loki.url, loki_tenant=tenant, loki_batch_wait_seconds=1.0)
+        sink = harness.sink(real_loki.url, loki_tenant=tenant, loki_batch_wait_seconds=1.0,
+                            loki_spool_dir=str(tmp_path) if spool else None)
         n = 200
         for i in range(n):
             sink.emit(record(i, size=900))  # ~200 KB in one batch, ~7 times the 30 KB burst
@@ -139,6 +142,8 @@ class TestLokiRefusals:
         assert harness.value("llmmetrics_export_errors_total", sink="loki", reason="http_429") >= 1
         assert sum(harness.value("llmmetrics_records_dropped_total", sink="loki", reason=r)
                    for r in ("rejected", "queue_full", "shutdown")) == 0
+        if spool:
+            assert list(tmp_path.rglob("*.seg")) == []
 
     @pytest.mark.parametrize("case", ["line_too_long", "too_old", "out_of_order", "invalid_labels"])
     def test_refused_entries_are_dropped_by_reason_with_loki_s_own_count_and_the_rest_stored(
