@@ -156,11 +156,16 @@ class TestLokiAnswersEqualTheFiles:
         assert loki == local
 
     def test_each_documented_question_has_the_same_answer_from_loki(self, workload, capsys, monkeypatch) -> None:
-        """Every command of docs/traces.md's question table prints the same over Loki as over the files."""
+        """Every command of docs/traces.md (its question table and --print-logql examples) prints the same over
+        Loki as over the files."""
         trace_id = workload.trace_id
-        table = re.findall(r"^\| [^|]+ \| `(llmmetrics traces [^`]+)` \|$", (REPO / "docs" / "traces.md").read_text(),
-                           flags=re.MULTILINE)
+        page = (REPO / "docs" / "traces.md").read_text()
+        table = re.findall(r"^\| [^|]+ \| `(llmmetrics traces [^`]+)` \|$", page, flags=re.MULTILINE)
         assert len(table) >= 10
+        # and the --print-logql examples, asked for their answer instead of their LogQL
+        printed = re.findall(r"^\$ (llmmetrics traces .+) --print-logql$", page, flags=re.MULTILINE)
+        assert len(printed) >= 5
+        table += printed
         samples = {"4bf92f3577b34da6a3ce929d0e0e4736": trace_id, "<trace_id from the exemplar>": trace_id,
                    "r-8812": "r-9", "--min-latency 3s": "--min-latency 800ms"}  # the slow call takes 1 s
         empty = []
