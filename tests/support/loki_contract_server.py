@@ -1,4 +1,4 @@
-"""A stand-in for Loki that enforces Loki's documented push contract, for tests and benchmarks.
+"""A stand-in for Loki that enforces Loki's push contract, for the fault tests the real Loki cannot serve.
 
 It is not Loki: it stores nothing but what it accepted, and answers only pushes. But it refuses what Loki's
 distributor refuses, with Loki's status codes and error texts:
