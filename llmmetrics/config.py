@@ -60,6 +60,7 @@ class Config:
     loki_username: str | None = dataclasses.field(default=None, repr=False)
     loki_password: str | None = dataclasses.field(default=None, repr=False)
     loki_bearer_token: str | None = dataclasses.field(default=None, repr=False)
+    loki_ca_file: str | None = None  # PEM bundle for Loki's TLS certificate (else REQUESTS_CA_BUNDLE, else the system's)
     loki_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     loki_structured_metadata: bool = True
     loki_spool_dir: str | None = None
