@@ -74,7 +74,7 @@ class FakeServerProcess:
     """The embedded fake LLM server in a child process, answers of exactly 60 tokens (62 stream chunks)."""
 
     def __init__(self) -> None:
-        code = ("import threading; from llmmetrics.fake_server import FakeLLMServer; "
+        code = ("import threading; from llmmetrics.fake import FakeLLMServer; "
                 "s = FakeLLMServer(seed=1, answer_tokens=(60, 60)).start(); print(s.base_url, flush=True); "
                 "threading.Event().wait()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

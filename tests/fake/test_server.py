@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import openai
 import pytest
 
-from llmmetrics.fake_server import FAULT_NAMES, FakeLLMServer, FaultPlan, LatencyModel
+from llmmetrics.fake import FAULT_NAMES, FakeLLMServer, FaultPlan, LatencyModel
 
 USER = [{"role": "user", "content": "Say something."}]
 WEATHER_TOOL = {

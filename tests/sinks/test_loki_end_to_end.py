@@ -11,7 +11,7 @@ from tests.support.loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
 
 import llmmetrics
-from llmmetrics.fake_server import FakeLLMServer
+from llmmetrics.fake import FakeLLMServer
 
 
 @pytest.fixture()

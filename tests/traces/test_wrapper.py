@@ -21,7 +21,7 @@ from tests.traces.test_loki import Entry, FakeLoki
 
 import llmmetrics
 from llmmetrics.cli import main as llmmetrics_main
-from llmmetrics.fake_server import FakeLLMServer, LatencyModel
+from llmmetrics.fake import FakeLLMServer, LatencyModel
 from llmmetrics.traces.local import trace_files
 
 
