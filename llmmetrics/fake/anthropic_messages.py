@@ -133,33 +133,34 @@ async def _count_tokens(exchange: Exchange, dialect: api.Dialect) -> None:
 
 @dataclass(frozen=True)
 class _Block:
-    content: Any
+    key: bytes  # what the cache compares: where the block sits (tools, system, a message's role) and its content
     tokens: int
     ttl: str | None  # the block's cache breakpoint ttl, None when it is not a breakpoint
 
 
-def _block(content: Any, framing: int = 0, ttl_override: str | None = None) -> _Block:
+def _block(place: str, content: Any, framing: int = 0) -> _Block:
     marker = content.get("cache_control") if isinstance(content, dict) else None
     if isinstance(content, dict) and marker is not None:
         content = {k: v for k, v in content.items() if k != "cache_control"}
     chars, images = text_chars(content)
-    ttl = ttl_override or ((marker.get("ttl") or "5m") if isinstance(marker, dict) else None)
-    return _Block(content, framing + 85 * images + math.ceil(chars / 4), ttl)
+    ttl = (marker.get("ttl") or "5m") if isinstance(marker, dict) else None
+    key = orjson.dumps([place, framing, content], option=orjson.OPT_SORT_KEYS)
+    return _Block(key, framing + 85 * images + math.ceil(chars / 4), ttl)
 
 
 def _prompt_blocks(body: dict[str, Any]) -> list[_Block]:
     """The prompt's blocks in the order the API caches them: tools, system, messages."""
-    blocks = [_block(tool) for tool in body.get("tools") or ()]
+    blocks = [_block("tool", tool) for tool in body.get("tools") or ()]
     system = body.get("system")
-    blocks += [_block(part) for part in (system if isinstance(system, list) else [system] if system else [])]
+    blocks += [_block("system", part) for part in (system if isinstance(system, list) else [system] if system else [])]
     for message in body["messages"]:
         content = message.get("content")
         parts = content if isinstance(content, list) and content else [content or ""]
-        blocks += [_block(part, 4 if index == 0 else 0) for index, part in enumerate(parts)]
+        blocks += [_block(message["role"], part, 4 if index == 0 else 0) for index, part in enumerate(parts)]
     top = body.get("cache_control")
     if isinstance(top, dict) and blocks:
         last = blocks[-1]
-        blocks[-1] = _Block(last.content, last.tokens, top.get("ttl") or "5m")
+        blocks[-1] = _Block(last.key, last.tokens, top.get("ttl") or "5m")
     return blocks
 
 
@@ -202,7 +203,7 @@ class PromptCache:
         digest = hashlib.blake2b(model.encode(), digest_size=16)
         digests = []
         for block in blocks[: breakpoints[-1] + 1]:
-            digest.update(orjson.dumps(block.content, option=orjson.OPT_SORT_KEYS))
+            digest.update(block.key)
             digests.append(digest.copy().digest())
         read = next((ends[i] for i in range(breakpoints[-1], -1, -1) if digests[i] in self._prefixes), 0)
         created: dict[str, int] = {}

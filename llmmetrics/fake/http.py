@@ -15,13 +15,12 @@ and the answer primitives the wire APIs use (:class:`Exchange`).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import socket
 import struct
-import termios
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -83,7 +82,7 @@ class Exchange:
         fields = [*self.default_headers(self), *headers, ("content-type", content_type)]
         if length is not None:
             fields.append(("content-length", str(length)))
-        return self._conn.send(h11.Response(status_code=status, headers=fields))
+        return self._conn.send(h11.Response(status_code=status, headers=fields, reason=_reason(status)))
 
     async def respond(self, status: int, payload: bytes, *, content_type: str = "application/json",
                       headers: Headers = (), hold_body: float = 0.0) -> None:
@@ -142,11 +141,21 @@ class Exchange:
         raise ConnectionResetError("connection reset on purpose")
 
 
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Overloaded" if status == 529 else b""
+
+
 def _unsent_bytes(sock: Any) -> int:
     """Bytes in the socket's send queue not yet acknowledged by the peer (Linux; 0 where unknown)."""
     try:
+        import fcntl
+        import termios
+
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except (OSError, AttributeError, ValueError):
+    except (ImportError, OSError, AttributeError, ValueError):
         return 0
 
 
