@@ -63,11 +63,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        common.stop_process(self.proc)
 
 
 class FakeServerProcess:
@@ -84,11 +80,7 @@ class FakeServerProcess:
             raise RuntimeError("the fake LLM server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        common.stop_process(self.proc)
 
 
 def configure(trace_dir: str, loki_url: str | None, **extra: Any) -> Any:

@@ -96,3 +96,14 @@ def test_memory_samples_rss_and_holds_the_model_cap(tmp_path: Path) -> None:
     assert card["distinct_models_called"] == 120
     assert card["model_label_values"] == card["max_models"] + 1 and card["other_present"]
     assert card["model_overflow_total"] == 120 - card["max_models"]
+
+
+@pytest.mark.timeout(600)
+def test_fake_server_measures_both_servers_on_both_workloads(tmp_path: Path) -> None:
+    """fake_server.py loads the hand-written server from git and llmmetrics.fake, and reports each one's cost."""
+    data = run("fake_server.py", "--quick", "--calls", "200", results=tmp_path)
+    rows = {(r["server"], r["workload"]): r for r in data["rows"]}
+    assert set(rows) == {(s, w) for s in ("before", "after") for w in ("chat", "chat_stream")}
+    for row in rows.values():
+        assert row["requests_per_s"] > 0 and row["cpu_us_per_request"] > 0 and row["one_core_requests_per_s"] > 0
+    assert isinstance(rows[("after", "chat")]["cpu_ratio_vs_before"], NUMBER)
