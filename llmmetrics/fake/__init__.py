@@ -1,5 +1,5 @@
-"""A fake LLM provider on 127.0.0.1 that speaks OpenAI's and Anthropic's wire APIs, for the demo, the tests and
-the benchmarks.
+"""A fake LLM provider on 127.0.0.1 that speaks OpenAI's and Anthropic's wire APIs (Anthropic's also as Google
+Vertex AI and Amazon Bedrock serve it), for the demo, the tests and the benchmarks.
 
 Why it exists: the instrumentation must be exercised through the *real* ``openai`` and ``anthropic`` clients
 over a *real* socket — streaming framing, error classes, retries and timeouts included — without a network or
@@ -32,6 +32,8 @@ module                     routes                                             cl
 ``anthropic_messages``     ``POST /v1/messages``, ``.../count_tokens``;       ``server.url`` (``Anthropic``);
                            Vertex ``.../models/{model}:rawPredict`` and       ``server.base_url``
                            ``:streamRawPredict``                              (``AnthropicVertex``)
+``bedrock``                ``POST /model/{model}/invoke``,                    ``server.url``
+                           ``.../invoke-with-response-stream``                (``AnthropicBedrock``)
 =========================  =================================================  ==============================
 
 Anything else gets OpenAI's 404 error shape.
@@ -40,15 +42,15 @@ Faults. A :class:`FaultPlan` gives each fault a share of requests (drawn from th
 can force its outcome with the header ``x-fake-fault: <name>`` (``extra_headers=`` in either client), which
 overrides the plan; ``x-fake-fault: none`` means no fault whatever the plan says. Faults apply to the POST
 endpoints that generate answers. Each means the same on every API (``delivery`` and the ``openai_api`` /
-``anthropic_api`` docstrings say what each client raises):
+``anthropic_api`` / ``bedrock`` docstrings say what each client raises):
 
-- ``rate_limit`` (429), ``server_error`` (500), ``overloaded`` (OpenAI 503, Anthropic 529), ``bad_request``
-  (400): the provider's error status and body.
+- ``rate_limit`` (429), ``server_error`` (500), ``overloaded`` (OpenAI and Bedrock 503, Anthropic 529),
+  ``bad_request`` (400): the provider's error status and body.
 - ``timeout``: nothing for ``FaultPlan.timeout_seconds``, then the normal answer (a slow first byte).
 - ``stall``: the head, and a stream's first event, at once; then nothing for ``timeout_seconds``; then the rest.
 - ``reset``: a TCP reset instead of the answer; in a stream, right after the first event.
 - ``stream_error``: a stream's first event, then the provider's in-stream error event; a plain call gets the
-  provider's own status for that error (OpenAI 500, Anthropic 529).
+  provider's own status for that error (OpenAI and Bedrock 500, Anthropic 529).
 - ``invalid_json``: 200 with the body cut off mid-object; in a stream, the second event's JSON cut off.
 - ``missing_usage``: a valid answer without usage.
 

@@ -59,8 +59,13 @@ class Dialect:
 
     ``message_id_prefix`` is what message ids start with there; ``google_quota_errors`` makes a 429 Google's
     ``RESOURCE_EXHAUSTED`` body (Vertex's own quota system answers those, not Anthropic's); ``request_ids``
-    says whether answers carry Anthropic's ``request-id`` header.
+    says whether answers carry Anthropic's ``request-id`` header. ``fault_statuses`` is the status and message
+    each status fault answers with (``stream_error`` on a plain call).
     """
+
+    fault_statuses = {"server_error": (500, "Internal server error"), "overloaded": (529, "Overloaded"),
+                      "stream_error": (529, "Overloaded"),
+                      "bad_request": (400, "Invalid request: rejected by the fake server's bad_request fault.")}
 
     def __init__(self, name: str, *, message_id_prefix: str, request_ids: bool, google_quota_errors: bool) -> None:
         self.name = name
@@ -84,6 +89,25 @@ class Dialect:
 
     async def send_error(self, exchange: Exchange, status: int, message: str, headers: Headers = ()) -> None:
         await exchange.respond_json(status, self.error_body(exchange, status, message), headers=headers)
+
+    async def rate_limited(self, exchange: Exchange, draw: Draw) -> None:
+        """The platform's 429."""
+        wait = draw.retry_after_seconds
+        if self.google_quota_errors:
+            error = {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                     "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_"
+                                "model with base model: anthropic-claude. Please submit a quota increase request."}
+            await exchange.respond_json(429, {"error": error})
+            return
+        reset = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
+        headers = [("retry-after", str(math.ceil(wait))), ("anthropic-ratelimit-requests-limit", "50"),
+                   ("anthropic-ratelimit-requests-remaining", "0"),
+                   ("anthropic-ratelimit-requests-reset", reset.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+        await self.send_error(
+            exchange, 429, "This request would exceed your organization's rate limit of 50 requests per minute. For "
+                           "details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response "
+                           "headers for current usage. Please reduce the prompt length or the maximum tokens "
+                           "requested, or try again later.", headers)
 
 
 DIALECT = Dialect("anthropic", message_id_prefix="msg_01", request_ids=True, google_quota_errors=False)
@@ -163,35 +187,11 @@ async def prepare(exchange: Exchange, workload: Workload, dialect: Dialect, *, f
 async def _reject_for_fault(exchange: Exchange, draw: Draw, dialect: Dialect, streamed: bool) -> bool:
     fault = draw.fault
     if fault == "rate_limit":
-        await _rate_limited(exchange, draw, dialect)
+        await dialect.rate_limited(exchange, draw)
         return True
-    if fault == "server_error":
-        await dialect.send_error(exchange, 500, "Internal server error")
-        return True
-    if fault == "overloaded" or (fault == "stream_error" and not streamed):
-        await dialect.send_error(exchange, 529, "Overloaded")
-        return True
-    if fault == "bad_request":
-        await dialect.send_error(exchange, 400, "Invalid request: rejected by the fake server's bad_request fault.")
+    if fault in dialect.fault_statuses and not (fault == "stream_error" and streamed):
+        status, message = dialect.fault_statuses[fault]
+        await dialect.send_error(exchange, status, message)
         return True
     await hold_for_timeout(draw)
     return False
-
-
-async def _rate_limited(exchange: Exchange, draw: Draw, dialect: Dialect) -> None:
-    wait = draw.retry_after_seconds
-    if dialect.google_quota_errors:
-        error = {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                 "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model "
-                            "with base model: anthropic-claude. Please submit a quota increase request."}
-        await exchange.respond_json(429, {"error": error})
-        return
-    reset = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
-    headers = [("retry-after", str(math.ceil(wait))), ("anthropic-ratelimit-requests-limit", "50"),
-               ("anthropic-ratelimit-requests-remaining", "0"),
-               ("anthropic-ratelimit-requests-reset", reset.strftime("%Y-%m-%dT%H:%M:%SZ"))]
-    await dialect.send_error(
-        exchange, 429, "This request would exceed your organization's rate limit of 50 requests per minute. For "
-                       "details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response "
-                       "headers for current usage. Please reduce the prompt length or the maximum tokens requested, "
-                       "or try again later.", headers)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from . import anthropic_messages, openai_api, openai_chat, openai_embeddings, openai_models, openai_responses
+from . import anthropic_messages, bedrock, openai_api, openai_chat, openai_embeddings, openai_models, openai_responses
 from .http import NOT_JSON, Exchange, serve_connection
 from .routes import Routes
 from .workload import FaultPlan, LatencyModel, Workload
@@ -27,7 +27,7 @@ __all__ = ["FakeLLMServer", "RecordedRequest", "WIRE_APIS"]
 _log = logging.getLogger(__name__)
 
 WIRE_APIS: tuple[ModuleType, ...] = (openai_chat, openai_responses, openai_embeddings, openai_models,
-                                     anthropic_messages)
+                                     anthropic_messages, bedrock)
 """The modules whose routes every server serves; a new wire API is one more module here."""
 
 _SECRET_HEADERS = ("authorization", "x-api-key", "x-amz-security-token")
