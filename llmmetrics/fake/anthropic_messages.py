@@ -120,7 +120,8 @@ async def _answer(exchange: Exchange, draw: Draw, cache: PromptCache, dialect: a
 
 async def _count_tokens(exchange: Exchange, dialect: api.Dialect) -> None:
     body = exchange.body
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not (isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)):
         await dialect.send_error(exchange, 400, "messages: Field required")
         return
     await exchange.respond_json(200, {"input_tokens": PromptTokens.of(_prompt_blocks(body)).total})
@@ -156,7 +157,7 @@ def _prompt_blocks(body: dict[str, Any]) -> list[_Block]:
     for message in body["messages"]:
         content = message.get("content")
         parts = content if isinstance(content, list) and content else [content or ""]
-        blocks += [_block(message["role"], part, 4 if index == 0 else 0) for index, part in enumerate(parts)]
+        blocks += [_block(message.get("role", ""), part, 4 if index == 0 else 0) for index, part in enumerate(parts)]
     top = body.get("cache_control")
     if isinstance(top, dict) and blocks:
         last = blocks[-1]

@@ -257,7 +257,8 @@ class TestVertex:
                                          base_url=server.base_url, max_retries=0, timeout=10)
 
     def test_raw_predict_and_stream_raw_predict(self, server: FakeLLMServer, vertex: anthropic.AnthropicVertex) -> None:
-        """AnthropicVertex calls :rawPredict and :streamRawPredict with the model in the path and gets Vertex ids."""
+        """AnthropicVertex calls :rawPredict and :streamRawPredict with the model in the path and gets Vertex ids;
+        count_tokens goes to count-tokens:rawPredict."""
         message = vertex.messages.create(model="claude-sonnet-4-5@20250929", max_tokens=1024, messages=USER)
         assert re.fullmatch(r"msg_vrtx_01[A-Za-z0-9]{22}", message.id)
         assert message.model == "claude-sonnet-4-5-20250929" and message.usage.input_tokens == USER_TOKENS
@@ -270,6 +271,8 @@ class TestVertex:
             final = stream.get_final_message()
         assert server.requests[-1].path.endswith("/models/claude-haiku-4-5:streamRawPredict")
         assert final.content[0].text == text and final.model == "claude-haiku-4-5-20251001"
+        assert vertex.messages.count_tokens(model="claude-haiku-4-5", messages=USER).input_tokens == USER_TOKENS
+        assert server.requests[-1].path.endswith("/models/count-tokens:rawPredict")
 
     def test_vertex_errors(self, vertex: anthropic.AnthropicVertex) -> None:
         """A Vertex 429 is Google's RESOURCE_EXHAUSTED body; overload is Anthropic's 529; no request-id header."""
