@@ -111,3 +111,14 @@ def test_native_histograms_compares_classic_and_nhcb_on_the_real_prometheus(tmp_
         assert row["head_series"] > 0 and isinstance(row["panels_ms_total"], NUMBER)
     panels, total = rows["classic"]["panels_with_data"].split("/")
     assert int(total) >= 18
+
+
+@pytest.mark.timeout(600)
+def test_fake_server_measures_both_servers_on_both_workloads(tmp_path: Path) -> None:
+    """fake_server.py loads the hand-written server from git and llmmetrics.fake, and reports each one's cost."""
+    data = run("fake_server.py", "--quick", "--calls", "200", results=tmp_path)
+    rows = {(r["server"], r["workload"]): r for r in data["rows"]}
+    assert set(rows) == {(s, w) for s in ("before", "after") for w in ("chat", "chat_stream")}
+    for row in rows.values():
+        assert row["requests_per_s"] > 0 and row["cpu_us_per_request"] > 0 and row["one_core_requests_per_s"] > 0
+    assert isinstance(rows[("after", "chat")]["cpu_ratio_vs_before"], NUMBER)

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import llmmetrics
-from llmmetrics.fake_server import FakeLLMServer, LatencyModel
+from llmmetrics.fake import FakeLLMServer, LatencyModel
 from tests.support.loki_server import LokiServer
 
 __all__ = ["CALLS", "RUNS", "Workload", "llm_clients", "make_calls", "read_records", "trace_calls", "workload"]
