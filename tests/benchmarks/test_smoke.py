@@ -96,3 +96,17 @@ def test_memory_samples_rss_and_holds_the_model_cap(tmp_path: Path) -> None:
     assert card["distinct_models_called"] == 120
     assert card["model_label_values"] == card["max_models"] + 1 and card["other_present"]
     assert card["model_overflow_total"] == 120 - card["max_models"]
+
+
+@pytest.mark.timeout(600)
+def test_pii_redaction_times_every_kind_against_the_secret_scrub(tmp_path: Path) -> None:
+    """pii_redaction.py times the secret scrub, each kind and all five on every record set, and the pipeline."""
+    data = run("pii_redaction.py", "--quick", results=tmp_path)
+    sets = {r["records"] for r in data["rows"]}
+    assert len(sets) == 6
+    for name in sets:
+        variants = {r["variant"] for r in data["rows"] if r["records"] == name}
+        assert variants == {"secret scrub (bar)", "email", "phone", "card", "ipv4", "ipv6", "all five kinds"}
+    for row in data["rows"] + data["pipeline"]:
+        assert isinstance(row["us_per_kb"], NUMBER) and row["us_per_kb"] >= 0 and row["record_kb"] > 0
+    assert [r["variant"] for r in data["pipeline"]] == ["pipeline", "pipeline + redact_pii (all kinds)"]
