@@ -250,7 +250,7 @@ def _ipv6(line: bytes) -> list[Span]:
         if hint.start() < end:
             continue
         before = _IPV6_CHARS_REVERSED.match(line[max(0, hint.start() - 40):hint.start()][::-1])
-        start = _past_escape(line, hint.start() - before.end())  # type: ignore[union-attr]  # matches ""
+        start = _past_escape(line, hint.start() - (before.end() if before else 0))
         token = _IPV6_TOKEN.match(line, start)
         if token is None:
             continue
@@ -294,7 +294,8 @@ def _cards_and_phones(line: bytes, cards: bool, phones: bool) -> list[Span]:
                 continue  # a bare run of digits is an id or a timestamp as often as a phone
             for match in _PHONE.finditer(line, start, end):
                 low, high = _PHONE_DIGITS[match.lastgroup or "intl"]
-                if low <= len(match.group().translate(None, _NOT_DIGITS)) <= high and _token_start(line, match.start()):
+                count = len(match.group().translate(None, _NOT_DIGITS))
+                if low <= count <= high and _token_start(line, match.start()):
                     spans.append((match.start(), match.end(), "phone"))
     return spans
 
