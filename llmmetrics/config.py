@@ -29,7 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .pii import KINDS as PII_KINDS
 from .pricing import PriceTable, PriceTableError
+from .private_files import PRIVATE_FILE_MODE
 
 __all__ = ["Config", "ConfigError", "ConfigProblem", "DEFAULT_SECRET_PATTERNS", "ENV_PREFIX", "UnknownOption",
            "closest_field", "default_of", "env_var", "from_env_or_defaults", "resource_problems", "unknown_variables"]
@@ -147,15 +149,22 @@ class _Invalid(Exception):
 
 
 class _Kind:
-    """What one field accepts. ``coerce`` takes an argument or an environment variable's text."""
+    """What one field accepts: ``parse`` reads an environment variable's text, ``check`` validates a value
+    (an argument as given, or what ``parse`` made of the text) and returns it normalised.
+
+    Arguments are checked by type, never parsed: only the environment speaks in text.
+    """
 
     #: False for what only code can give (a function, a dict of prices).
     from_env = True
 
-    def coerce(self, value: Any) -> Any:
+    def parse(self, text: str) -> Any:
+        return text
+
+    def check(self, value: Any) -> Any:
         raise NotImplementedError
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         raise NotImplementedError
 
 
@@ -164,7 +173,7 @@ class _Text(_Kind):
         self.optional = optional
         self._expected = expected
 
-    def coerce(self, value: Any) -> Any:
+    def check(self, value: Any) -> Any:
         if value is None and self.optional:
             return None
         if not isinstance(value, str):
@@ -175,7 +184,7 @@ class _Text(_Kind):
             raise _Invalid()
         return value
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         return self._expected
 
 
@@ -183,8 +192,8 @@ class _Url(_Text):
     def __init__(self) -> None:
         super().__init__(optional=True, expected="an http:// or https:// URL such as http://localhost:3100 (or empty for none)")
 
-    def coerce(self, value: Any) -> Any:
-        value = super().coerce(value)
+    def check(self, value: Any) -> Any:
+        value = super().check(value)
         if value is not None:
             parts = urllib.parse.urlsplit(value.strip())
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -197,21 +206,21 @@ class _Bool(_Kind):
     TRUE = ("true", "1", "yes", "on")
     FALSE = ("false", "0", "no", "off")
 
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in self.TRUE:
-                return True
-            if lowered in self.FALSE:
-                return False
+    def parse(self, text: str) -> Any:
+        lowered = text.strip().lower()
+        if lowered in self.TRUE:
+            return True
+        if lowered in self.FALSE:
+            return False
         raise _Invalid()
 
-    def expected(self, value: Any) -> str:
-        if isinstance(value, str):
-            return "one of true/false/1/0/yes/no/on/off"
-        return "True or False"
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid()
+
+    def expected(self, from_env: bool) -> str:
+        return "one of true/false/1/0/yes/no/on/off" if from_env else "True or False"
 
 
 class _Number(_Kind):
@@ -223,12 +232,13 @@ class _Number(_Kind):
         self.maximum = maximum
         self.above = above
 
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip()) if self.integer else float(value.strip())
-            except ValueError:
-                raise _Invalid() from None
+    def parse(self, text: str) -> Any:
+        try:
+            return int(text.strip()) if self.integer else float(text.strip())
+        except ValueError:
+            raise _Invalid() from None
+
+    def check(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
             raise _Invalid()
         if not self.integer:
@@ -240,15 +250,58 @@ class _Number(_Kind):
             raise _Invalid()
         return value
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         return self._expected
 
 
+class _FileMode(_Kind):
+    """A file mode the owner can read and write (the sink reopens its file), without exec or special bits."""
+
+    def parse(self, text: str) -> Any:
+        try:
+            return int(text.strip(), 8)  # as chmod takes it: 0640, 640 or 0o640
+        except ValueError:
+            raise _Invalid() from None
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid()
+        if value & ~0o666 or value & 0o600 != 0o600:
+            raise _Invalid(f"that is {oct(value)}")
+        return value
+
+    def expected(self, from_env: bool) -> str:
+        if from_env:
+            return "an octal file mode from 0600 to 0666 that lets the owner read and write, e.g. 0640"
+        return "a file mode from 0o600 to 0o666 that lets the owner read and write, e.g. 0o640"
+
+
+class _Choices(_Kind):
+    """Some of a fixed set of names: comma-separated in the environment, a tuple in code."""
+
+    def __init__(self, what: str, names: tuple[str, ...]) -> None:
+        self.what = what
+        self.names = names
+
+    def parse(self, text: str) -> Any:
+        return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) and v in self.names for v in value):
+            raise _Invalid()
+        return tuple(value)
+
+    def expected(self, from_env: bool) -> str:
+        listed = f"{self.what} among {', '.join(self.names)}"
+        return listed + (", separated by commas" if from_env else ", as a tuple")
+
+
 class _Patterns(_Kind):
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            # patterns may contain commas, so the separator is a newline
-            value = [part.strip() for part in value.splitlines() if part.strip()]
+    def parse(self, text: str) -> Any:
+        # patterns may contain commas, so the separator is a newline
+        return tuple(part.strip() for part in text.splitlines() if part.strip())
+
+    def check(self, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
             raise _Invalid()
         for pattern in value:
@@ -258,24 +311,25 @@ class _Patterns(_Kind):
                 raise _Invalid(f"{pattern!r} does not compile: {error}") from None
         return tuple(value)
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         return "regular expressions (one per line in the environment variable)"
 
 
 class _Labels(_Kind):
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
-            if any(len(p) != 2 or not p[0].strip() for p in pairs):
-                raise _Invalid()
-            return {k.strip(): v.strip() for k, v in pairs}
+    def parse(self, text: str) -> Any:
+        pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+        if any(len(p) != 2 or not p[0].strip() for p in pairs):
+            raise _Invalid()
+        return {k.strip(): v.strip() for k, v in pairs}
+
+    def check(self, value: Any) -> Any:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in value.items()):
             raise _Invalid()
         return value
 
-    def expected(self, value: Any) -> str:
-        if isinstance(value, str):
+    def expected(self, from_env: bool) -> str:
+        if from_env:
             return "name=value pairs separated by commas, e.g. team=search,region=eu"
         return "a mapping of label names to texts, e.g. {'team': 'search'}"
 
@@ -283,19 +337,19 @@ class _Labels(_Kind):
 class _Hook(_Kind):
     from_env = False
 
-    def coerce(self, value: Any) -> Any:
+    def check(self, value: Any) -> Any:
         if value is None or callable(value):
             return value
         raise _Invalid()
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         return "a function that takes the record dict and returns it (or None to drop it), as an argument"
 
 
 class _Prices(_Kind):
     from_env = False
 
-    def coerce(self, value: Any) -> Any:
+    def check(self, value: Any) -> Any:
         if value is None:
             return None
         if not isinstance(value, Mapping):
@@ -306,7 +360,7 @@ class _Prices(_Kind):
             raise _Invalid(str(error) if isinstance(error, PriceTableError) else "") from None
         return value
 
-    def expected(self, value: Any) -> str:
+    def expected(self, from_env: bool) -> str:
         return ('a mapping of model names to {"input": ..., "output": ...} in US dollars per 1M tokens, as an '
                 f"argument (from the environment: a JSON file in {env_var('price_file')})")
 
@@ -348,11 +402,18 @@ class Config:
     price_file: str | None = _setting(_Text(optional=True, expected=_PATH), None)
     prices: Mapping[str, Mapping[str, Any]] | None = _setting(_Prices(), None)
 
+    # privacy: who may read the trace files (octal in LLMMETRICS_TRACE_FILE_MODE=0640), and which kinds of
+    # personal data are replaced in every record (LLMMETRICS_REDACT_PII=email,card)
+    trace_file_mode: int = _setting(_FileMode(), PRIVATE_FILE_MODE)
+    redact_pii: tuple[str, ...] = _setting(_Choices("kinds of personal data", PII_KINDS), ())
+
     loki_url: str | None = _setting(_Url(), None)
     loki_tenant: str | None = _setting(_Text(optional=True), None)
     loki_username: str | None = _setting(_Text(optional=True), None, secret=True)
     loki_password: str | None = _setting(_Text(optional=True), None, secret=True)
     loki_bearer_token: str | None = _setting(_Text(optional=True), None, secret=True)
+    # PEM bundle for Loki's TLS certificate (else REQUESTS_CA_BUNDLE, else the system's)
+    loki_ca_file: str | None = _setting(_Text(optional=True, expected=_PATH), None)
     loki_labels: Mapping[str, str] = _setting(_Labels(), factory=dict)
     loki_structured_metadata: bool = _setting(_Bool(), True)
     loki_spool_dir: str | None = _setting(_Text(optional=True, expected="a directory path (or empty for none)"), None)
@@ -371,7 +432,7 @@ class Config:
             value = getattr(self, field.name)
             kind: _Kind = field.metadata["kind"]
             try:
-                normal = kind.coerce(value)
+                normal = kind.check(value)
             except _Invalid as bad:
                 problems.append(_problem(field, value, False, bad.detail))
             else:
@@ -429,7 +490,7 @@ def _gather(environ: Mapping[str, str], overrides: Mapping[str, Any]
         else:
             continue
         try:
-            values[name] = kind.coerce(raw)
+            values[name] = kind.check(kind.parse(raw) if is_env else raw)
         except _Invalid as bad:
             problems.append(_problem(field, raw, is_env, bad.detail))
         else:
@@ -440,7 +501,7 @@ def _gather(environ: Mapping[str, str], overrides: Mapping[str, Any]
 
 def _problem(field: dataclasses.Field[Any], value: Any, from_env: bool, detail: str) -> ConfigProblem:
     kind: _Kind = field.metadata["kind"]
-    return ConfigProblem(field.name, value, kind.expected(value), from_env, detail, secret=not field.repr,
+    return ConfigProblem(field.name, value, kind.expected(from_env), from_env, detail, secret=not field.repr,
                          argument_only=not kind.from_env)
 
 
@@ -483,6 +544,9 @@ def resource_problems(config: Config) -> list[ConfigProblem]:
         detail = _unwritable_directory(Path(config.loki_spool_dir))
         if detail:
             problem("loki_spool_dir", "a directory that exists or can be created, and is writable", detail)
+    if config.loki_ca_file and not os.access(config.loki_ca_file, os.R_OK):
+        problem("loki_ca_file", "a readable PEM file of CA certificates",
+                "it does not exist" if not os.path.exists(config.loki_ca_file) else "it is not readable")
     if config.price_file:
         try:
             PriceTable.load(config.price_file)

@@ -28,7 +28,7 @@ from .cli import cannot_listen
 from .config import Config, ConfigError, default_of
 from .context import bind_context, trace_run
 from .exposition import start_http_server
-from .fake_server import FakeLLMServer, FaultPlan, LatencyModel
+from .fake import FakeLLMServer, FaultPlan, LatencyModel
 from .instrumentation import instrument
 from .metrics import LLMMetrics
 from .runtime import Runtime, configure, shutdown

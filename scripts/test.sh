@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian/Ubuntu machine, then run it. Extra arguments go
 # to pytest. The steps, in order (each a function below):
-#   system_packages    Node.js/npm (Grafana's LogQL grammar) and the distribution's prometheus and
-#                      prometheus-alertmanager (the Prometheus 2.x runs), with apt where missing (sudo when not root)
+#   system_packages    Node.js/npm (Grafana's LogQL grammar), the distribution's prometheus and
+#                      prometheus-alertmanager (the Prometheus 2.x runs), tinyproxy and openssl (the Loki proxy and
+#                      TLS tests), with apt where missing (sudo when not root)
 #   servers            the pinned Loki, Prometheus 3.5 LTS + promtool, Alertmanager + amtool
 #                      (scripts/servers.env, scripts/lib/servers.sh), and the Prometheus 2.x line; prints which
 #                      binary each test server is and where it came from, and stops naming anything missing
@@ -22,6 +23,9 @@ system_packages() {
     command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
     { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || missing+=(nodejs npm)
+    # the Loki proxy and TLS tests: a real HTTP proxy, and openssl for a throwaway CA
+    command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy-bin)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     ((${#missing[@]})) || return 0
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo

@@ -62,6 +62,11 @@ def test_an_argument_wins_without_its_variable_being_read() -> None:
     ({"LLMMETRICS_SERVICE": " "}, "LLMMETRICS_SERVICE=' ' (field service): expected a non-empty name"),
     ({"LLMMETRICS_REDACT": "mymodule.hide"},
      "LLMMETRICS_REDACT='mymodule.hide' (field redact): expected a function"),
+    ({"LLMMETRICS_TRACE_FILE_MODE": "0986"},
+     "LLMMETRICS_TRACE_FILE_MODE='0986' (field trace_file_mode): expected an octal file mode from 0600 to 0666"),
+    ({"LLMMETRICS_REDACT_PII": "email,nmae"},
+     "LLMMETRICS_REDACT_PII='email,nmae' (field redact_pii): expected kinds of personal data among email, phone, "
+     "card, ipv4, ipv6, separated by commas"),
 ])
 def test_a_bad_variable_names_itself_its_field_its_value_and_what_is_accepted(env: dict[str, str], message: str) -> None:
     """The message reads `VARIABLE='value' (field name): expected <what is accepted>`, never a Python type."""
@@ -78,12 +83,18 @@ def test_a_bad_variable_names_itself_its_field_its_value_and_what_is_accepted(en
     ({"capture_content": 2}, "capture_content=2 (environment variable LLMMETRICS_CAPTURE_CONTENT): expected True or False"),
     ({"max_models": [3]}, "max_models=[3] (environment variable LLMMETRICS_MAX_MODELS): expected a whole number"),
     ({"redact": "hide"}, "redact='hide' (an argument only, no environment variable): expected a function"),
+    ({"trace_file_mode": 0o744}, "trace_file_mode=484 (environment variable LLMMETRICS_TRACE_FILE_MODE): expected a "
+                                 "file mode from 0o600 to 0o666 that lets the owner read and write, e.g. 0o640; that "
+                                 "is 0o744"),
+    ({"sample_success_ratio": "0.5"}, "sample_success_ratio='0.5' (environment variable "
+                                      "LLMMETRICS_SAMPLE_SUCCESS_RATIO): expected a number between 0 and 1"),
     ({"prices": {"my-model": {"output": 1}}},
      "prices={'my-model': {'output': 1}} (an argument only, no environment variable): expected a mapping of model "
      "names"),
 ])
 def test_a_bad_argument_names_itself_its_variable_its_value_and_what_is_accepted(arguments: dict, message: str) -> None:
-    """Arguments are checked like variables, whatever their Python type, with the same kind of message."""
+    """Arguments are checked by type (text is not parsed: only the environment speaks text), with the same kind
+    of message as variables."""
     with pytest.raises(ConfigError) as caught:
         Config(**arguments)
     assert str(caught.value).startswith("invalid configuration: " + message), str(caught.value)
@@ -148,6 +159,12 @@ class TestCheck:
         missing.write_text('{"models": {"m": {"input": 1, "output": 2}}}')
         Config(price_file=str(missing)).check()
 
+    def test_a_missing_loki_ca_file_is_refused(self, tmp_path: Path) -> None:
+        """The CA bundle for Loki's TLS must be there to read."""
+        with pytest.raises(ConfigError, match="loki_ca_file=.*: expected a readable PEM file of CA certificates; it "
+                                              "does not exist"):
+            Config(loki_ca_file=str(tmp_path / "ca.pem")).check()
+
     def test_a_spool_directory_under_a_file_is_refused(self, tmp_path: Path) -> None:
         """The Loki spool directory must be creatable and writable."""
         (tmp_path / "plain").write_text("")
@@ -187,7 +204,7 @@ class TestUnknownVariables:
                 text = (ROOT / path).read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
-            for name in re.findall(r"\bLLMMETRICS_[A-Z0-9_]*[A-Z0-9]", text):
+            for name in re.findall(r"\bLLMMETRICS_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_*])", text):  # not LLMMETRICS_LOKI_*
                 names.setdefault(name, path)
         assert len(names) >= 10
         flagged = unknown_variables(dict.fromkeys(names, "x"))

@@ -66,7 +66,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
 def fake_llm() -> Iterator[str]:
     """The fake LLM as the README starts it in another shell (its base URL, as it prints it)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llmmetrics.fake_server", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "llmmetrics", "fake-server", "--port", str(port)],
                             stdout=subprocess.PIPE, text=True)
     try:
         base_url = OutputLines(proc).next()
