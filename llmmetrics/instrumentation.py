@@ -24,17 +24,20 @@ import logging
 import threading
 import time
 import types
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Optional
 
 from .call import Call, count_internal_error
 from .providers import SDKS, Adapter, Target, adapter_for, imported, installed
 from .runtime import Runtime, runtime
+from .streams import StreamObserver, wrap_async_stream, wrap_sync_stream
 
 __all__ = ["instrument", "uninstrument", "is_instrumented", "call_llm_with_tracing"]
 
 log = logging.getLogger("llmmetrics")
 
 _MARK = "__llmmetrics_original__"
+Added = Optional[Callable[[Any], bool]]
 _INSTANCE_ATTR = "_llmmetrics_instrumented"
 
 # How the call path gets its runtime: ``runtime()``, or, after that raised, a getter that also tells the next
@@ -74,8 +77,10 @@ def _runtime_after_failure() -> Runtime:
 
 # -- the call path --------------------------------------------------------------------------------------------
 
-def _begin(sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]) -> tuple[Call | None, dict[str, Any], Any]:
-    """Start tracing: the call (None if tracing is impossible), the kwargs to send, and the SDK's stream note."""
+def _begin(sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]
+           ) -> tuple[Call | None, dict[str, Any], Added]:
+    """Start tracing: the call (None if tracing is impossible), the kwargs to send, and what recognises the
+    stream items llmmetrics asked for on top of the user's request."""
     try:
         rt = _get_runtime()
     except Exception:
@@ -89,22 +94,33 @@ def _begin(sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]) 
     if not call.stream:
         return call, kwargs, None
     try:
-        send, note = sdk.prepare_stream(call, kwargs)
+        send, added = sdk.prepare_stream(call, kwargs)
     except Exception:
         call.abandon()
         count_internal_error(rt, "call", "preparing a stream request")
         return None, kwargs, None
-    return call, send, note
+    return call, send, added
 
 
-def _returned(sdk: Adapter, call: Call, result: Any, note: Any, is_async: bool) -> None:
+def _returned(sdk: Adapter, call: Call, result: Any, added: Added, is_async: bool) -> None:
     """Hand the result to the SDK adapter; finish the call now unless it finishes later (a stream)."""
     try:
-        if sdk.returned(call, result, note, is_async):
+        if sdk.returned(call, result, added, is_async):
             return
     except Exception:
         count_internal_error(call.rt, "call", "reading what the call returned")
+        if added is not None and _still_withhold(call, result, added, is_async):
+            return
     call._finish(time.perf_counter(), None)
+
+
+def _still_withhold(call: Call, result: Any, added: Callable[[Any], bool], is_async: bool) -> bool:
+    """The adapter failed on a stream whose request llmmetrics extended: it must still withhold what it added."""
+    try:
+        return (wrap_async_stream if is_async else wrap_sync_stream)(result, call, StreamObserver(added, added))
+    except Exception:
+        count_internal_error(call.rt, "stream", "wrapping a stream")
+        return False
 
 
 def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
@@ -112,7 +128,7 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
     if is_async:
         @functools.wraps(original)
         async def traced_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-            call, send, note = _begin(sdk, target, self, kwargs)
+            call, send, added = _begin(sdk, target, self, kwargs)
             if call is None:
                 return await original(self, *args, **kwargs)
             try:
@@ -120,7 +136,7 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            _returned(sdk, call, result, note, True)
+            _returned(sdk, call, result, added, True)
             return result
 
         setattr(traced_async, _MARK, original)
@@ -128,7 +144,7 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
 
     @functools.wraps(original)
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call, send, note = _begin(sdk, target, self, kwargs)
+        call, send, added = _begin(sdk, target, self, kwargs)
         if call is None:
             return original(self, *args, **kwargs)
         try:
@@ -136,7 +152,7 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
         except BaseException as exc:
             call.fail(exc)
             raise
-        _returned(sdk, call, result, note, False)
+        _returned(sdk, call, result, added, False)
         return result
 
     setattr(traced, _MARK, original)

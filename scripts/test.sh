@@ -22,4 +22,11 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 (cd tests/support/logql && npm ci --silent --no-audit --no-fund >/dev/null)
 
-exec .venv/bin/python -m pytest "$@"
+trap 'exit 130' INT  # Ctrl-C stops here, not just the step it interrupted
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+
+# The openai version matrix, a step of its own (scripts/openai_matrix.sh): the SDK-facing tests again under
+# each supported openai release, with the same pytest arguments.
+bash scripts/openai_matrix.sh "$@" || { [ "$status" != 0 ] || status=1; }
+exit "$status"

@@ -19,9 +19,10 @@ only what differs from one SDK to the next. It is a plain module that defines:
     Recognise the SDK's clients, sync and async.
 ``client_of(resource)``, ``provider_label(client) -> str``
     The client a resource belongs to, and the low-cardinality ``provider`` label for it.
-``prepare_stream(call, kwargs) -> (kwargs_to_send, note)``  *(call path)*
-    For ``stream=True``: the request to send (e.g. asking for usage) and a note handed to ``returned``.
-``returned(call, result, note, is_async) -> bool``  *(call path)*
+``prepare_stream(call, kwargs) -> (kwargs_to_send, added)``  *(call path)*
+    For ``stream=True``: the request to send, and, if it asks for more than the user did (e.g. usage),
+    ``added(item) -> bool`` recognising the extra items, which the user must never see (else None).
+``returned(call, result, added, is_async) -> bool``  *(call path)*
     Take what the SDK returned: note the raw response and request id, wrap a stream with
     :func:`llmmetrics.streams.wrap_stream` and an observer that reads the SDK's events. True if the call
     finishes later (a stream) or has finished already; False to finish it now as a success.
@@ -30,7 +31,8 @@ only what differs from one SDK to the next. It is a plain module that defines:
     token counts from the usage the SDK reported.
 
 The call-path functions may raise: the shared code counts the failure
-(``llmmetrics_instrumentation_errors_total``) and the user's call goes on as if it were not traced.
+(``llmmetrics_instrumentation_errors_total``) and the user's call goes on as if it were not traced — a
+stream whose request was extended still has its ``added`` items withheld.
 A new SDK is one such module and one line in :data:`SDKS`; importing llmmetrics imports none of them,
 and ``instrument()`` with no argument loads the adapters of the SDKs that are installed.
 """

@@ -10,6 +10,7 @@ The interface this module implements is described in :mod:`llmmetrics.providers`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -56,21 +57,26 @@ def provider_label(client: Any) -> str:
 
 # -- call path ----------------------------------------------------------------------------------------------------
 
-def prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Ask a chat stream for usage if the user did not; the kwargs to send, and whether to withhold that chunk.
+def prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
+    """Ask a chat stream for usage if the user did not: the kwargs to send, and (then) what recognises the
+    usage-only chunk the user must not see.
 
     A raw stream's bytes are the user's to read, so its request is never altered.
     """
     if call.operation != "chat" or is_raw_request(kwargs):
-        return kwargs, False
+        return kwargs, None
     options = kwargs.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
-        return kwargs, False
+        return kwargs, None
     merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
-    return {**kwargs, "stream_options": merged}, True
+    return {**kwargs, "stream_options": merged}, _is_usage_chunk
 
 
-def returned(call: Call, result: Any, hide_usage: bool, is_async: bool) -> bool:
+def _is_usage_chunk(chunk: Any) -> bool:
+    return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
+
+
+def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_async: bool) -> bool:
     """Note what ``create`` returned; True if the call finishes later (a stream) or has finished already."""
     if is_raw_response(result):  # with_raw_response (sync and async)
         call.provider_request_id = result.headers.get(REQUEST_ID_HEADER)
@@ -85,7 +91,7 @@ def returned(call: Call, result: Any, hide_usage: bool, is_async: bool) -> bool:
         call.response = parsed  # read by the exporter
         return False
     call.http_response = getattr(parsed, "response", None)  # its request id is read by the exporter
-    observer = _chat_observer(call, hide_usage) if call.operation == "chat" else _responses_observer(call)
+    observer = _chat_observer(call, added is not None) if call.operation == "chat" else _responses_observer(call)
     return (wrap_async_stream if is_async else wrap_sync_stream)(parsed, call, observer)
 
 
@@ -128,11 +134,8 @@ def _chat_observer(call: Call, hide_usage: bool) -> StreamObserver:
             return hide_usage
         return False
 
-    def after_failure(chunk: Any) -> bool:
-        """Observe nothing, but still hide the usage chunk the user did not ask for."""
-        return hide_usage and not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
-
-    return StreamObserver(observe, after_failure)
+    # after a failure: observe nothing, but still hide the usage chunk the user did not ask for
+    return StreamObserver(observe, _is_usage_chunk if hide_usage else _withhold_nothing)
 
 
 def _merge_tool_calls(call: Call, deltas: Any) -> None:

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The openai version matrix: the SDK-facing tests (tests/core, tests/providers) once under each supported
+# openai release, each in its own virtualenv .venv-openai/<version> made here and reused while it matches
+# (same openai pin, same pyproject.toml, same Python). Run by scripts/test.sh after the main suite, with the
+# same pytest arguments; arguments naming test files or directories are dropped (this step picks its own).
+# LLMMETRICS_OPENAI_MATRIX=0 skips it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The oldest supported release (the first with responses.create), and the newest of each major when last
+# checked: 1.x on httpx, 2.x on httpx, 3.x on httpx2. pyproject.toml's openai range spans exactly these.
+VERSIONS=(1.66.0 1.109.1 2.54.0 3.57.0)
+TESTS=(tests/core tests/providers)
+
+if [ "${LLMMETRICS_OPENAI_MATRIX:-1}" = 0 ]; then
+    echo "openai matrix: skipped (LLMMETRICS_OPENAI_MATRIX=0)"
+    exit 0
+fi
+
+args=()
+for arg in "$@"; do
+    [ -e "${arg%%::*}" ] && [[ "$arg" != -* ]] && continue
+    args+=("$arg")
+done
+
+trap 'exit 130' INT
+python=${PYTHON:-python3}
+failed=()
+for version in "${VERSIONS[@]}"; do
+    venv=".venv-openai/$version"
+    stamp="$( { echo "openai==$version"; "$python" -VV; cat pyproject.toml; } | sha256sum | cut -c1-16)"
+    if [ "$(cat "$venv/.llmmetrics-stamp" 2>/dev/null)" != "$stamp" ]; then
+        echo "openai matrix: making $venv"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" "openai==$version"
+        echo "$stamp" > "$venv/.llmmetrics-stamp"
+    fi
+    echo "openai matrix: openai $version"
+    status=0
+    "$venv/bin/python" -m pytest ${args[@]+"${args[@]}"} "${TESTS[@]}" || status=$?
+    # 5: the arguments (-k ...) selected none of these tests
+    if [ "$status" != 0 ] && [ "$status" != 5 ]; then
+        failed+=("$version")
+    fi
+done
+
+if ((${#failed[@]})); then
+    echo "openai matrix: failed under openai ${failed[*]}"
+    exit 1
+fi
+echo "openai matrix: passed under openai ${VERSIONS[*]}"
