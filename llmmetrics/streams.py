@@ -7,9 +7,10 @@ exactly once: when the stream is exhausted, fails, is closed (``close()``, leavi
 dropped after a ``break``. An observer that raises is counted once and replaced by its ``after_failure``
 for the rest of the stream, so every item still reaches the user.
 
-The streams of Stainless-generated SDKs (openai, anthropic) keep their iterator in ``_iterator``; a stream
-without one is returned untouched (``wrap_*`` count it and return False) and the call finishes at once,
-without its output.
+The streams of Stainless-generated SDKs (openai, anthropic) keep their iterator in ``_iterator``
+(:func:`wrappable` checks a stream class for it, before a request is changed in a way only the wrapper can
+hide); a stream without one is returned untouched (``wrap_*`` count it and return False) and the call
+finishes at once, without its output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from .call import count_internal_error
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["StreamObserver", "wrap_sync_stream", "wrap_async_stream"]
+__all__ = ["StreamObserver", "wrappable", "wrap_sync_stream", "wrap_async_stream"]
+
+_ITERATOR = "_iterator"
+
+
+def wrappable(stream_class: type) -> bool:
+    """True if the class's ``__init__`` sets the iterator this module wraps (read from its code, not its source)."""
+    code = getattr(getattr(stream_class, "__init__", None), "__code__", None)
+    return code is not None and _ITERATOR in code.co_names
 
 
 class StreamObserver(NamedTuple):
@@ -34,7 +43,7 @@ class StreamObserver(NamedTuple):
 
 def wrap_sync_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
     """Trace ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
-    inner: Iterator[Any] | None = getattr(stream, "_iterator", None)
+    inner: Iterator[Any] | None = getattr(stream, _ITERATOR, None)
     if inner is None:
         count_internal_error(call.rt, "stream", "finding the stream's iterator")
         return False
@@ -68,14 +77,14 @@ def wrap_sync_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
         finally:
             _end(call, None)
 
-    stream._iterator = traced()
+    setattr(stream, _ITERATOR, traced())
     stream.close = close
     return True
 
 
 def wrap_async_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
     """Trace an async ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
-    inner: AsyncIterator[Any] | None = getattr(stream, "_iterator", None)
+    inner: AsyncIterator[Any] | None = getattr(stream, _ITERATOR, None)
     if inner is None:
         count_internal_error(call.rt, "stream", "finding the stream's iterator")
         return False
@@ -109,7 +118,7 @@ def wrap_async_stream(stream: Any, call: Call, observer: StreamObserver) -> bool
         finally:
             _end(call, None)
 
-    stream._iterator = traced()
+    setattr(stream, _ITERATOR, traced())
     stream.close = close
     return True
 

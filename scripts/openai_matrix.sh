@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The openai version matrix: the SDK-facing tests (tests/core, tests/providers) once under each supported
-# openai release, each in its own virtualenv .venv-openai/<version> made here and reused while it matches
+# The openai version matrix: the SDK-facing tests (calls, streams, records, instrument, faults, runs, and
+# tests/providers) once more under each supported openai release, each in its own virtualenv .venv-openai/<version> made here and reused while it matches
 # (same openai pin, same pyproject.toml, same Python). Run by scripts/test.sh after the main suite, with the
 # same pytest arguments; arguments naming test files or directories are dropped (this step picks its own).
 # LLMMETRICS_OPENAI_MATRIX=0 skips it.
@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # The oldest supported release (the first with responses.create), and the newest of each major when last
 # checked: 1.x on httpx, 2.x on httpx, 3.x on httpx2. pyproject.toml's openai range spans exactly these.
 VERSIONS=(1.66.0 1.109.1 2.54.0 3.57.0)
-TESTS=(tests/core tests/providers)
+TESTS=(tests/core/test_calls.py tests/core/test_streams.py tests/core/test_records.py tests/core/test_instrument.py
+       tests/core/test_faults.py tests/core/test_context.py tests/providers)
 
 if [ "${LLMMETRICS_OPENAI_MATRIX:-1}" = 0 ]; then
     echo "openai matrix: skipped (LLMMETRICS_OPENAI_MATRIX=0)"

@@ -49,8 +49,10 @@ from .hosts import provider_for_url
 
 #: An adapter is a module defining the names listed above.
 Adapter = ModuleType
+ADAPTER_NAMES = ("NAME", "TARGETS", "CHAT", "CLIENT_COPIES", "RESOURCE_CACHES", "UNSET", "owns", "is_async",
+                 "client_of", "provider_label", "prepare_stream", "returned", "read_response", "read_usage")
 
-__all__ = ["SDKS", "Adapter", "Target", "adapter_for", "installed", "provider_for_client", "provider_for_url"]
+__all__ = ["SDKS", "ADAPTER_NAMES", "Adapter", "Target", "adapter_for", "installed", "provider_for_client", "provider_for_url"]
 
 #: SDK import name → its adapter module. Order matters only for a client two SDKs would both claim.
 SDKS: dict[str, str] = {
@@ -91,12 +93,13 @@ def _adapter(name: str) -> Adapter:
 
 def installed() -> list[Adapter]:
     """The adapters of every registered SDK that is installed (importing them, and so their SDKs)."""
-    return [_adapter(name) for name in SDKS if name in sys.modules or importlib.util.find_spec(name) is not None]
+    return [_adapter(name) for name in SDKS
+            if sys.modules.get(name) is not None or importlib.util.find_spec(name) is not None]
 
 
 def imported() -> list[Adapter]:
     """The adapters of the registered SDKs already imported by the application (imports nothing new)."""
-    return [_adapter(name) for name in SDKS if name in sys.modules]
+    return [_adapter(name) for name in SDKS if sys.modules.get(name) is not None]
 
 
 def adapter_for(client: Any) -> Adapter | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ..streams import StreamObserver, wrap_async_stream, wrap_sync_stream
+from ..streams import StreamObserver, wrap_async_stream, wrap_sync_stream, wrappable
 from . import Target
 from .hosts import provider_for_url
 from .openai_compat import REQUEST_ID_HEADER, UNSET, client_of, detail, is_raw_request, is_raw_response, request_id_of
@@ -37,6 +37,8 @@ TARGETS = (
 CLIENT_COPIES = ("copy", "with_options")
 RESOURCE_CACHES = ("with_raw_response", "with_streaming_response")
 
+# Only a stream llmmetrics can wrap may be asked for more than the user asked for: the wrapper hides it.
+_WRAPPABLE = wrappable(openai.Stream) and wrappable(openai.AsyncStream)
 _RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -63,7 +65,7 @@ def prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], 
 
     A raw stream's bytes are the user's to read, so its request is never altered.
     """
-    if call.operation != "chat" or is_raw_request(kwargs):
+    if call.operation != "chat" or not _WRAPPABLE or is_raw_request(kwargs):
         return kwargs, None
     options = kwargs.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
