@@ -22,15 +22,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 import types
+from time import perf_counter
 from collections.abc import Callable
 from typing import Any, Optional
 
 from .call import Call, count_internal_error
 from .providers import SDKS, Adapter, Target, adapter_for, imported, installed
 from .runtime import Runtime, runtime
-from .streams import StreamObserver, wrap_async_stream, wrap_sync_stream
+from .streams import wrap_async_stream, wrap_sync_stream
 
 __all__ = ["instrument", "uninstrument", "is_instrumented", "call_llm_with_tracing"]
 
@@ -102,25 +102,22 @@ def _begin(sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]
     return call, send, added
 
 
-def _returned(sdk: Adapter, call: Call, result: Any, added: Added, is_async: bool) -> None:
-    """Hand the result to the SDK adapter; finish the call now unless it finishes later (a stream)."""
+def _returned_failed(call: Call, result: Any, added: Added, is_async: bool) -> bool:
+    """The adapter failed on what the SDK returned: counted. True if the call still finishes later: a stream
+    whose request llmmetrics extended must still withhold what it added."""
+    count_internal_error(call.rt, "call", "reading what the call returned")
+    if added is None:
+        return False
     try:
-        if sdk.returned(call, result, added, is_async):
-            return
-    except Exception:
-        count_internal_error(call.rt, "call", "reading what the call returned")
-        if added is not None and _still_withhold(call, result, added, is_async):
-            return
-    call._finish(time.perf_counter(), None)
-
-
-def _still_withhold(call: Call, result: Any, added: Callable[[Any], bool], is_async: bool) -> bool:
-    """The adapter failed on a stream whose request llmmetrics extended: it must still withhold what it added."""
-    try:
-        return (wrap_async_stream if is_async else wrap_sync_stream)(result, call, StreamObserver(added, added))
+        return (wrap_async_stream if is_async else wrap_sync_stream)(result, call, _withhold_added, _withhold_added,
+                                                                     added)
     except Exception:
         count_internal_error(call.rt, "stream", "wrapping a stream")
         return False
+
+
+def _withhold_added(call: Call, item: Any, added: Callable[[Any], bool]) -> bool:
+    return added(item)
 
 
 def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
@@ -136,7 +133,13 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            _returned(sdk, call, result, added, True)
+            try:
+                if sdk.returned(call, result, added, True):
+                    return result
+            except Exception:
+                if _returned_failed(call, result, added, True):
+                    return result
+            call._finish(perf_counter(), None)  # the adapter's part done: a success
             return result
 
         setattr(traced_async, _MARK, original)
@@ -152,7 +155,13 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
         except BaseException as exc:
             call.fail(exc)
             raise
-        _returned(sdk, call, result, added, False)
+        try:
+            if sdk.returned(call, result, added, False):
+                return result
+        except Exception:
+            if _returned_failed(call, result, added, False):
+                return result
+        call._finish(perf_counter(), None)  # the adapter's part done: a success
         return result
 
     setattr(traced, _MARK, original)

@@ -1,10 +1,10 @@
 """Stream tracing, shared by every SDK: the user keeps the very stream object the SDK returned; only its
 iterator is wrapped.
 
-The wrapper passes every item through, hands it to the SDK's :class:`StreamObserver` (which notes the
-first token, output and usage, and may withhold an item llmmetrics asked for), and finishes the call
+The wrapper passes every item through, hands it to the SDK's ``observe`` (which notes the first token,
+output and usage, and may withhold an item llmmetrics asked for), and finishes the call
 exactly once: when the stream is exhausted, fails, is closed (``close()``, leaving a ``with`` block) or is
-dropped after a ``break``. An observer that raises is counted once and replaced by its ``after_failure``
+dropped after a ``break``. An ``observe`` that raises is counted once and replaced by ``after_failure``
 for the rest of the stream, so every item still reaches the user.
 
 The streams of Stainless-generated SDKs (openai, anthropic) keep their iterator in ``_iterator``
@@ -16,14 +16,14 @@ finishes at once, without its output.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .call import count_internal_error
 
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["StreamObserver", "wrappable", "wrap_sync_stream", "wrap_async_stream"]
+__all__ = ["Observe", "wrappable", "wrap_sync_stream", "wrap_async_stream"]
 
 _ITERATOR = "_iterator"
 
@@ -34,14 +34,14 @@ def wrappable(stream_class: type) -> bool:
     return code is not None and _ITERATOR in code.co_names
 
 
-class StreamObserver(NamedTuple):
-    """What an SDK adapter does with each streamed item."""
+#: ``observe(call, item, note)`` notes what one streamed item tells; True: withhold the item from the user.
+#: An SDK adapter passes two to ``wrap_*`` with a ``note`` of its own for them (what to withhold, say):
+#: ``observe``, and ``after_failure``, which takes over once ``observe`` raised (it observes nothing, only
+#: decides withholding). Plain functions, not closures: nothing is built per stream.
+Observe = Callable[["Call", Any, Any], bool]
 
-    observe: Callable[[Any], bool]  # note what the item tells; True: withhold it from the user
-    after_failure: Callable[[Any], bool]  # once ``observe`` raised: observe nothing, only decide withholding
 
-
-def wrap_sync_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
+def wrap_sync_stream(stream: Any, call: Call, observe: Observe, after_failure: Observe, note: Any) -> bool:
     """Trace ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
     inner: Iterator[Any] | None = getattr(stream, _ITERATOR, None)
     if inner is None:
@@ -49,16 +49,16 @@ def wrap_sync_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
         return False
 
     def traced() -> Iterator[Any]:
-        observe = observer.observe
+        nonlocal observe
         try:
             for item in inner:
                 try:
-                    if observe(item):
+                    if observe(call, item, note):
                         continue
                 except Exception:
-                    observe = observer.after_failure
+                    observe = after_failure
                     count_internal_error(call.rt, "stream", "reading a stream item")
-                    if _safe(observe, item):
+                    if _safe(observe, call, item, note):
                         continue
                 yield item
         except GeneratorExit:  # closed or dropped early: a partial stream, not an error
@@ -82,7 +82,7 @@ def wrap_sync_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
     return True
 
 
-def wrap_async_stream(stream: Any, call: Call, observer: StreamObserver) -> bool:
+def wrap_async_stream(stream: Any, call: Call, observe: Observe, after_failure: Observe, note: Any) -> bool:
     """Trace an async ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
     inner: AsyncIterator[Any] | None = getattr(stream, _ITERATOR, None)
     if inner is None:
@@ -90,16 +90,16 @@ def wrap_async_stream(stream: Any, call: Call, observer: StreamObserver) -> bool
         return False
 
     async def traced() -> AsyncIterator[Any]:
-        observe = observer.observe
+        nonlocal observe
         try:
             async for item in inner:
                 try:
-                    if observe(item):
+                    if observe(call, item, note):
                         continue
                 except Exception:
-                    observe = observer.after_failure
+                    observe = after_failure
                     count_internal_error(call.rt, "stream", "reading a stream item")
-                    if _safe(observe, item):
+                    if _safe(observe, call, item, note):
                         continue
                 yield item
         except GeneratorExit:
@@ -123,9 +123,9 @@ def wrap_async_stream(stream: Any, call: Call, observer: StreamObserver) -> bool
     return True
 
 
-def _safe(after_failure: Callable[[Any], bool], item: Any) -> bool:
+def _safe(after_failure: Observe, call: Call, item: Any, note: Any) -> bool:
     try:
-        return after_failure(item)
+        return after_failure(call, item, note)
     except Exception:  # then withhold nothing more: the user sees the stream as the SDK sent it
         return False
 

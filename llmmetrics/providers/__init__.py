@@ -23,9 +23,10 @@ only what differs from one SDK to the next. It is a plain module that defines:
     For ``stream=True``: the request to send, and, if it asks for more than the user did (e.g. usage),
     ``added(item) -> bool`` recognising the extra items, which the user must never see (else None).
 ``returned(call, result, added, is_async) -> bool``  *(call path)*
-    Take what the SDK returned: note the raw response and request id, wrap a stream with
-    :func:`llmmetrics.streams.wrap_stream` and an observer that reads the SDK's events. True if the call
-    finishes later (a stream) or has finished already; False to finish it now as a success.
+    Take what the SDK returned: unwrap a raw response, note the response for the exporter, or wrap a
+    stream with :func:`llmmetrics.streams.wrap_sync_stream` / ``wrap_async_stream`` and the functions that
+    read the SDK's stream events (first token, text, usage, finish reason). True if the call finishes
+    later (a stream) or has finished already; False to finish it now as a success.
 ``read_response(call)``, ``read_usage(operation, usage) -> (input, output, cached input, reasoning)``
     *(exporter thread)* Fill the record's fields from ``call.response`` / ``call.http_response``, and the
     token counts from the usage the SDK reported.
@@ -43,7 +44,7 @@ import importlib
 import importlib.util
 import sys
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 from .hosts import provider_for_url
 
@@ -60,21 +61,25 @@ SDKS: dict[str, str] = {
 }
 
 
-class Target(NamedTuple):
+class Target:
     """One traced method: ``<client>.<path>.<method>``, defined on ``module.sync_class``/``async_class``."""
 
-    operation: str  # the ``operation`` label: "chat", "responses", "embeddings", ...
-    module: str
-    sync_class: str
-    async_class: str
-    path: tuple[str, ...]
-    content_arg: str  # the argument recorded as the record's ``messages``
-    method: str = "create"
+    __slots__ = ("operation", "module", "sync_class", "async_class", "path", "content_arg", "method", "not_kwargs")
 
-    @property
-    def not_kwargs(self) -> frozenset[str]:
-        """Arguments the record keeps apart from ``kwargs``."""
-        return frozenset(("model", "stream", self.content_arg))
+    def __init__(self, operation: str, module: str, sync_class: str, async_class: str, path: tuple[str, ...],
+                 content_arg: str, method: str = "create") -> None:
+        self.operation = operation  # the ``operation`` label: "chat", "responses", "embeddings", ...
+        self.module = module
+        self.sync_class = sync_class
+        self.async_class = async_class
+        self.path = path
+        self.content_arg = content_arg  # the argument recorded as the record's ``messages``
+        self.method = method
+        #: arguments the record keeps apart from ``kwargs``
+        self.not_kwargs = frozenset(("model", "stream", content_arg))
+
+    def __repr__(self) -> str:
+        return f"Target({self.operation!r}, {self.module}.{self.sync_class}.{self.method})"
 
     def resource_of(self, client: Any) -> Any:
         resource = client

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ..streams import StreamObserver, wrap_async_stream, wrap_sync_stream, wrappable
+from ..streams import wrap_async_stream, wrap_sync_stream, wrappable
 from . import Target
 from .hosts import provider_for_url
-from .openai_compat import REQUEST_ID_HEADER, UNSET, client_of, detail, is_raw_request, is_raw_response, request_id_of
+from .openai_compat import (RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, client_of, detail, is_raw_request,
+                            is_raw_response, request_id_of)
 
 if TYPE_CHECKING:
     from ..call import Call
@@ -65,10 +66,10 @@ def prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], 
 
     A raw stream's bytes are the user's to read, so its request is never altered.
     """
-    if call.operation != "chat" or not _WRAPPABLE or is_raw_request(kwargs):
+    if call.operation != "chat" or not _WRAPPABLE:
         return kwargs, None
     options = kwargs.get("stream_options")
-    if isinstance(options, dict) and "include_usage" in options:
+    if isinstance(options, dict) and "include_usage" in options or is_raw_request(kwargs):
         return kwargs, None
     merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
     return {**kwargs, "stream_options": merged}, _is_usage_chunk
@@ -80,7 +81,8 @@ def _is_usage_chunk(chunk: Any) -> bool:
 
 def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_async: bool) -> bool:
     """Note what ``create`` returned; True if the call finishes later (a stream) or has finished already."""
-    if is_raw_response(result):  # with_raw_response (sync and async)
+    # with_raw_response (sync and async); the isinstance inline, as the plain call's only cost here
+    if isinstance(result, RAW_RESPONSE_TYPES) or (not RAW_RESPONSE_TYPES and is_raw_response(result)):
         call.provider_request_id = result.headers.get(REQUEST_ID_HEADER)
         try:
             parsed = result.parse()  # cached by openai: the user's own parse() returns this same object
@@ -93,51 +95,52 @@ def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_as
         call.response = parsed  # read by the exporter
         return False
     call.http_response = getattr(parsed, "response", None)  # its request id is read by the exporter
-    observer = _chat_observer(call, added is not None) if call.operation == "chat" else _responses_observer(call)
-    return (wrap_async_stream if is_async else wrap_sync_stream)(parsed, call, observer)
+    wrap = wrap_async_stream if is_async else wrap_sync_stream
+    if call.operation == "chat":
+        call.chunks = []
+        return wrap(parsed, call, _observe_chat, _only_withhold, added is not None)
+    return wrap(parsed, call, _observe_response_event, _withhold_nothing, None)
 
 
-def _chat_observer(call: Call, hide_usage: bool) -> StreamObserver:
-    """Chat chunks: first token, text, tool calls, finish reason, usage; the usage chunk withheld if asked for.
+def _observe_chat(call: Call, chunk: Any, hide_usage: bool) -> bool:
+    """Note what a chat chunk tells: first token, text, tool calls, finish reason, usage; True if the chunk
+    is the usage llmmetrics asked for, which the user must not see.
 
     Runs once per chunk, and every attribute of an openai model costs a slow lookup (pydantic's
     ``__getattr__`` hook keeps Python from specialising it): a text delta is not also searched for tool
     calls, and usage is looked for on the chunks that can carry it (the last choice, or no choice).
     """
-    chunks: list[str] = []
-    call.chunks = chunks
-    clock = time.perf_counter
-
-    def observe(chunk: Any) -> bool:
-        choices = chunk.choices
-        if choices:
-            if call.first_token is None:
-                call.first_token = clock()
-                call.response_model = chunk.model
-            choice = choices[0]
-            delta = choice.delta
-            if delta is not None:
-                text = delta.content
-                if text:
-                    chunks.append(text)
-                elif delta.tool_calls:
-                    _merge_tool_calls(call, delta.tool_calls)
-            reason = choice.finish_reason
-            if reason is not None:
-                call.finish_reason = reason
-                usage = chunk.usage
-                if usage is not None:
-                    call.usage = usage
-            return False
-        usage = chunk.usage
-        if usage is not None:
-            call.usage = usage
-            call.response_model = call.response_model or chunk.model
-            return hide_usage
+    choices = chunk.choices
+    if choices:
+        if call.first_token is None:
+            call.first_token = time.perf_counter()
+            call.response_model = chunk.model
+        choice = choices[0]
+        delta = choice.delta
+        if delta is not None:
+            text = delta.content
+            if text:
+                call.chunks.append(text)  # type: ignore[union-attr]
+            elif delta.tool_calls:
+                _merge_tool_calls(call, delta.tool_calls)
+        reason = choice.finish_reason
+        if reason is not None:
+            call.finish_reason = reason
+            usage = chunk.usage
+            if usage is not None:
+                call.usage = usage
         return False
+    usage = chunk.usage
+    if usage is not None:
+        call.usage = usage
+        call.response_model = call.response_model or chunk.model
+        return hide_usage
+    return False
 
-    # after a failure: observe nothing, but still hide the usage chunk the user did not ask for
-    return StreamObserver(observe, _is_usage_chunk if hide_usage else _withhold_nothing)
+
+def _only_withhold(call: Call, chunk: Any, hide_usage: bool) -> bool:
+    """After a failure: observe nothing, but still hide the usage chunk the user did not ask for."""
+    return hide_usage and _is_usage_chunk(chunk)
 
 
 def _merge_tool_calls(call: Call, deltas: Any) -> None:
@@ -157,26 +160,22 @@ def _merge_tool_calls(call: Call, deltas: Any) -> None:
                 entry["arguments"] += function.arguments
 
 
-def _responses_observer(call: Call) -> StreamObserver:
-    """Responses API events: first text delta, and the final response (read by the exporter); never withheld."""
-    clock = time.perf_counter
-
-    def observe(event: Any) -> bool:
-        kind = event.type
-        if kind == "response.output_text.delta":
-            if call.first_token is None:
-                call.first_token = clock()
-        elif kind in _RESPONSE_ENDS:
-            response = call.response = event.response
-            if kind == "response.failed":
-                error = getattr(response, "error", None)
-                call.stream_error = ResponseFailed(getattr(error, "message", None) or "response failed")
-        return False
-
-    return StreamObserver(observe, _withhold_nothing)
+def _observe_response_event(call: Call, event: Any, note: Any) -> bool:
+    """Note what a Responses API event tells: the first text delta, and the final response (read by the
+    exporter); never withheld."""
+    kind = event.type
+    if kind == "response.output_text.delta":
+        if call.first_token is None:
+            call.first_token = time.perf_counter()
+    elif kind in _RESPONSE_ENDS:
+        response = call.response = event.response
+        if kind == "response.failed":
+            error = getattr(response, "error", None)
+            call.stream_error = ResponseFailed(getattr(error, "message", None) or "response failed")
+    return False
 
 
-def _withhold_nothing(event: Any) -> bool:
+def _withhold_nothing(call: Call, event: Any, note: Any) -> bool:
     return False
 
 

@@ -27,10 +27,9 @@ from typing import Any
 
 import openai
 
-__all__ = ["MAJOR", "REQUEST_ID_HEADER", "UNSET", "client_of", "detail", "is_raw_request", "is_raw_response",
-           "request_id_of"]
+__all__ = ["RAW_RESPONSE_TYPES", "REQUEST_ID_HEADER", "UNSET", "client_of", "detail", "is_raw_request",
+           "is_raw_response", "request_id_of"]
 
-MAJOR = int(openai.__version__.split(".")[0])
 REQUEST_ID_HEADER = "x-request-id"
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
 _NO_DICT: dict[str, Any] = {}
@@ -43,11 +42,14 @@ try:
 except ImportError:  # moved or renamed: recognise the raw response by what it offers instead
     _LegacyAPIResponse = None
 
+#: What ``with_raw_response.create`` returns, for a bare ``isinstance`` on the call path; empty if it moved.
+RAW_RESPONSE_TYPES: tuple[type, ...] = (_LegacyAPIResponse,) if _LegacyAPIResponse is not None else ()
+
 
 def is_raw_response(result: Any) -> bool:
     """True for what ``with_raw_response.create`` returns (sync and async)."""
-    if _LegacyAPIResponse is not None:
-        return isinstance(result, _LegacyAPIResponse)
+    if RAW_RESPONSE_TYPES:
+        return isinstance(result, RAW_RESPONSE_TYPES)
     return callable(getattr(result, "parse", None)) and hasattr(result, "http_response")
 
 

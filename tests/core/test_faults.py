@@ -19,7 +19,6 @@ import pytest
 
 import llmmetrics
 import llmmetrics.providers.openai as adapter
-from llmmetrics.streams import StreamObserver
 
 from tests.support.llm import Traced
 from tests.support.wire import transport_client
@@ -69,12 +68,6 @@ def _bug(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("bug in llmmetrics")
 
 
-def _broken_observer(real: Callable[..., StreamObserver]) -> Callable[..., StreamObserver]:
-    def make(*args: Any) -> StreamObserver:
-        return StreamObserver(_bug, real(*args).after_failure)
-    return make
-
-
 class Fault(NamedTuple):
     stage: str  # the instrumentation_errors stage it is counted under
     inject: Callable[[pytest.MonkeyPatch, Traced], None]
@@ -88,10 +81,10 @@ FAULTS = {
     "exporter-submit": Fault("call", lambda m, t: m.setattr(t.runtime, "submit", _bug), lambda s: True),
     "stream-request": Fault("call", lambda m, t: m.setattr(adapter, "prepare_stream", _bug), lambda s: s.stream),
     "returned-value": Fault("call", lambda m, t: m.setattr(adapter, "returned", _bug), lambda s: not s.fails),
-    "stream-observer": Fault("stream", lambda m, t: (
-        m.setattr(adapter, "_chat_observer", _broken_observer(adapter._chat_observer)),
-        m.setattr(adapter, "_responses_observer", _broken_observer(adapter._responses_observer))),
-        lambda s: s.stream and not s.fails),
+    # the observers raise; their fallbacks (after_failure) are the adapter's own
+    "stream-observer": Fault("stream", lambda m, t: (m.setattr(adapter, "_observe_chat", _bug),
+                                                     m.setattr(adapter, "_observe_response_event", _bug)),
+                             lambda s: s.stream and not s.fails),
     "response-reading": Fault("record", lambda m, t: m.setattr(adapter, "read_response", _bug), lambda s: not s.fails),
 }
 

@@ -174,15 +174,9 @@ def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, l
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """If reading chunks breaks inside llmmetrics, every chunk still reaches the user and the call is recorded."""
     import llmmetrics.providers.openai as adapter
-    from llmmetrics.streams import StreamObserver
-
-    real = adapter._chat_observer
-
-    def broken(call: Any, hide_usage: bool) -> StreamObserver:
-        def observe(chunk: Any) -> bool:
-            raise RuntimeError("bug in llmmetrics")
-        return StreamObserver(observe, real(call, hide_usage).after_failure)
-    monkeypatch.setattr(adapter, "_chat_observer", broken)
+    def broken(call: Any, chunk: Any, hide_usage: bool) -> bool:
+        raise RuntimeError("bug in llmmetrics")
+    monkeypatch.setattr(adapter, "_observe_chat", broken)
     client = llmmetrics.instrument(make_client(llm_server))
     ours = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert all(c.choices for c in ours)  # the usage chunk llmmetrics asked for is still withheld

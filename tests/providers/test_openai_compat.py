@@ -138,7 +138,8 @@ def _raw_calls(client: Any) -> list[Any]:
 
 def test_raw_responses_are_recognised_without_the_private_class(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
     """If LegacyAPIResponse moved, raw responses are recognised by their shape: traced, and unchanged."""
-    monkeypatch.setattr(openai_compat, "_LegacyAPIResponse", None)
+    monkeypatch.setattr(openai_compat, "RAW_RESPONSE_TYPES", ())
+    monkeypatch.setattr(adapter, "RAW_RESPONSE_TYPES", ())
     assert _raw_calls(llmmetrics.instrument(transport_client())) == _raw_calls(transport_client())
     records = traced.records()
     assert [r["provider_request_id"] for r in records] == [FIXED_REQUEST_ID, FIXED_REQUEST_ID]
@@ -155,7 +156,7 @@ import llmmetrics
 from prometheus_client import CollectorRegistry
 from llmmetrics.fake_server import FakeLLMServer
 from llmmetrics.providers import openai_compat
-assert openai_compat._LegacyAPIResponse is None
+assert openai_compat.RAW_RESPONSE_TYPES == ()
 rt = llmmetrics.configure(registry=CollectorRegistry(), trace_file={str(tmp_path / "t.jsonl")!r})
 with FakeLLMServer(seed=1) as server:
     client = llmmetrics.instrument(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
