@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The openai version matrix: the SDK-facing tests (calls, streams, records, instrument, faults, runs, and
-# tests/providers) once more under each supported openai release, each in its own virtualenv .venv-openai/<version> made here and reused while it matches
-# (same openai pin, same pyproject.toml, same Python). Run by scripts/test.sh after the main suite, with the
-# same pytest arguments; arguments naming test files or directories are dropped (this step picks its own).
-# LLMMETRICS_OPENAI_MATRIX=0 skips it.
+# tests/providers) once more under each supported openai release, each in its own virtualenv
+# .venv-openai/<version>, made here and reused while it matches (same openai pin, pyproject.toml and Python).
+# Run by scripts/test.sh after the main suite, with the same pytest arguments; arguments naming test files or
+# directories are dropped (this step picks its own). LLMMETRICS_OPENAI_MATRIX=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -53,7 +53,8 @@ Adapter = ModuleType
 ADAPTER_NAMES = ("NAME", "TARGETS", "CHAT", "CLIENT_COPIES", "RESOURCE_CACHES", "UNSET", "owns", "is_async",
                  "client_of", "provider_label", "prepare_stream", "returned", "read_response", "read_usage")
 
-__all__ = ["SDKS", "ADAPTER_NAMES", "Adapter", "Target", "adapter_for", "installed", "provider_for_client", "provider_for_url"]
+__all__ = ["SDKS", "ADAPTER_NAMES", "Adapter", "Target", "adapter_for", "imported", "installed", "provider_for_client",
+           "provider_for_url"]
 
 #: SDK import name → its adapter module. Order matters only for a client two SDKs would both claim.
 SDKS: dict[str, str] = {
