@@ -13,8 +13,8 @@ Which SDKs, and which of their methods, is the business of the adapters in :mod:
 - Any failure of llmmetrics' own code on the call path — building the runtime, starting the call, looking
   up its series, handing it to the exporter, reading what the SDK returned, observing a stream — is
   counted in ``llmmetrics_instrumentation_errors_total`` (stage ``runtime``, ``call``, ``stream``;
-  ``record`` for reading a response on the exporter thread) and logged at debug; it never reaches the
-  user's call, which then goes on as if it were not traced.
+  ``record`` for reading a response on the exporter thread) and logged at debug (a runtime that cannot be
+  built: at warning, once); it never reaches the user's call, which then goes on as if it were not traced.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import functools
 import logging
 import threading
 import types
-from time import perf_counter
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any, Optional
 
 from .call import Call, count_internal_error
@@ -37,8 +37,10 @@ __all__ = ["instrument", "uninstrument", "is_instrumented", "call_llm_with_traci
 log = logging.getLogger("llmmetrics")
 
 _MARK = "__llmmetrics_original__"
-Added = Optional[Callable[[Any], bool]]
 _INSTANCE_ATTR = "_llmmetrics_instrumented"
+#: From an adapter's ``prepare_stream``: recognises the stream items llmmetrics asked for on top of the user's
+#: request (withheld from the user), or None.
+Added = Optional[Callable[[Any], bool]]
 
 # How the call path gets its runtime: ``runtime()``, or, after that raised, a getter that also tells the next
 # runtime it can get how many calls went untraced meanwhile (swapping the function keeps the usual path free
