@@ -154,7 +154,6 @@ _runtime: Runtime | None = None
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, list[MetricWrapperBase]] = weakref.WeakKeyDictionary()
 #: Unknown LLMMETRICS_* variables already reported: each is reported once per process.
 _reported_unknown: set[str] = set()
-_build_failure_reported = False
 
 
 def runtime() -> Runtime:
@@ -162,18 +161,14 @@ def runtime() -> Runtime:
 
     Configuration mistakes, sinks that cannot start and metric names taken in the registry are reported and
     worked around, never raised. Only a defect in llmmetrics itself — the runtime cannot be built even with
-    the defaults, no sinks and no registry — raises here (reported once), for the call path's guard to count.
+    the defaults, no sinks and no registry — raises here, for the call path's guards to log, count and
+    swallow (``instrumentation``, ``trace_run``).
     """
     rt = _runtime
     if rt is None:
         with _lock:
             if _runtime is None:
-                try:
-                    _install(_from_environment())
-                except Exception as error:
-                    if not _build_failure_reported:
-                        _report_build_failure(error)
-                    raise
+                _install(_from_environment())
             rt = _runtime
     return rt  # type: ignore[return-value]
 
@@ -304,12 +299,6 @@ def _from_environment() -> Runtime:
         rt.self_metrics.config_errors.labels("invalid_value").inc(len(messages))
     _report_unknown(rt)
     return rt
-
-
-def _report_build_failure(error: Exception) -> None:
-    global _build_failure_reported
-    _build_failure_reported = True
-    _report(logging.ERROR, f"the runtime cannot be built ({error!r}); calls run unmeasured (please report this)")
 
 
 def _sinks_of(config: Config) -> str:
