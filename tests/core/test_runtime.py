@@ -157,7 +157,8 @@ def test_a_script_that_never_flushes_still_writes_its_records_at_exit(llm_server
 def test_a_runtime_that_cannot_be_built_at_all_stays_out_of_the_users_code(
         monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
     """A defect that breaks every build (defaults, no sinks, no registry) reaches runtime()'s callers as the
-    error it is, and their guards keep it there: the call answers, and a `trace_run` block ends normally."""
+    error it is, and their guards keep it there: the call answers, a `trace_run` block ends normally, and
+    `flush()` reports that nothing was flushed."""
     class Broken:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("defect")
@@ -169,6 +170,7 @@ def test_a_runtime_that_cannot_be_built_at_all_stays_out_of_the_users_code(
     with llmmetrics.trace_run("agent"):
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content
+    assert llmmetrics.flush(1) is False
 
 
 def _calls(registry: CollectorRegistry) -> float:
