@@ -115,6 +115,21 @@ def test_testing_doc_states_the_pinned_versions() -> None:
     assert PINNED["GRAFANA_VERSION"] in table
 
 
+def test_readme_states_the_versions_the_tests_ran() -> None:
+    """README.md's version table names the pinned Loki, Prometheus and Alertmanager, the 2.x line, every openai
+    release of the matrix, and the Grafana that compose pins."""
+    text = (REPO / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert PINNED["LOKI_VERSION"] in rows["Loki"]
+    assert PINNED["PROMETHEUS_VERSION"] in rows["Prometheus, promtool"]
+    assert f"{PINNED['PROMETHEUS2_MAJOR']}.x" in rows["Prometheus, promtool"]
+    assert PINNED["ALERTMANAGER_VERSION"] in rows["Alertmanager, amtool"]
+    matrix = re.search(r"^VERSIONS=\((.*)\)$", (REPO / "scripts" / "openai_matrix.sh").read_text(), re.M)
+    assert matrix is not None
+    assert re.findall(r"\d+\.\d+\.\d+", rows["`openai` client"]) == matrix.group(1).split()
+    assert PINNED["GRAFANA_VERSION"] in rows["Grafana"]
+
+
 def test_ports_are_published_on_loopback_only() -> None:
     """Every published port is bound to 127.0.0.1."""
     ports = [(n, p) for n, s in SERVICES.items() for p in s.get("ports", [])]
