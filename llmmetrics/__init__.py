@@ -15,8 +15,8 @@ Latency, tokens, cost and errors as Prometheus metrics; every call's full record
 from __future__ import annotations
 
 from .config import Config, ConfigError
-from .context import bind_context, trace_run
-from .exposition import start_http_server
+from .context import bind_context, propagate, trace_run
+from .exposition import make_asgi_app, make_wsgi_app, start_http_server
 from .instrumentation import call_llm_with_tracing, instrument, is_instrumented, uninstrument
 from .runtime import configure, runtime, shutdown
 
@@ -29,6 +29,9 @@ __all__ = [
     "flush",
     "instrument",
     "is_instrumented",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "propagate",
     "runtime",
     "shutdown",
     "start_http_server",

@@ -52,6 +52,8 @@ class Config:
     secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     max_models: int = 50
+    #: multiprocess mode: no exemplar older than this is served (a dead worker's age out)
+    exemplar_horizon_seconds: float = 300.0
     price_file: str | None = None
     prices: Mapping[str, Mapping[str, Any]] | None = None
 
@@ -74,7 +76,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.sample_success_ratio <= 1.0, "sample_success_ratio", "must be within [0, 1]")
-        for name in ("slow_call_seconds", "latency_slo_seconds", "loki_batch_wait_seconds", "loki_timeout_seconds"):
+        for name in ("slow_call_seconds", "latency_slo_seconds", "loki_batch_wait_seconds", "loki_timeout_seconds",
+                     "exemplar_horizon_seconds"):
             _check(getattr(self, name) > 0, name, "must be > 0")
         for name in ("max_record_bytes", "max_models", "trace_file_max_bytes", "loki_queue_max_bytes",
                      "loki_batch_max_bytes", "loki_batch_max_entries", "loki_spool_max_bytes"):

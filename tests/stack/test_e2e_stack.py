@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -31,36 +29,12 @@ from llmmetrics.stack.options import StackOptions
 from tests.stack.shared import REPO
 from tests.stack.stack_files import substitute, targets
 from tests.stack.tools import binary
+from tests.support.processes import Started, free_port, wait_for
 
 DEADLINE_SECONDS = 90.0
-T = TypeVar("T")
 OPTIONS = StackOptions(for_override="0s", spend_rules_interval="1s", daily_budget_usd=1.0)
 # Short windows so one minute of data is enough for every panel's rate()/increase().
 PANEL_VARIABLES = {"__rate_interval": "15s", "__range": "5m", "env": ".*", "model": ".*", "service": "llm-app"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(what: str, check: Callable[[], T | None], deadline: float, procs: list[subprocess.Popen[bytes]],
-              interval: float = 0.5) -> T:
-    """Poll ``check`` until it returns a value; fail with ``what`` at the deadline or if a server died."""
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                pytest.fail(f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}")
-        try:
-            value = check()
-            if value is not None:
-                return value
-        except (OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})")
 
 
 def _get_json(url: str) -> Any:
@@ -94,23 +68,6 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def _start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _prometheus_config(tmp: Path, app_port: int, am_port: int) -> Path:
@@ -166,21 +123,21 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
     """The error-rate alert reaches the webhook, every overview PromQL returns data, and the latency panel's
     exemplar is a trace id the demo wrote to its trace file."""
     webhook_url, notifications = webhook
-    app_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
+    app_port, prom_port, am_port = free_port(), free_port(), free_port()
     trace_file = tmp_path / "traces.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY" and not k.startswith("LLMMETRICS_")}
     env["PYTHONPATH"] = str(REPO)
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Started] = []
     try:
-        procs.append(_start([sys.executable, "-m", "llmmetrics", "demo", "--host", "127.0.0.1", "--port", str(app_port),
-                             "--duration", "0", "--error-rate", "0.3", "--rate", "8", "--seed", "7", "--llm", "fake",
-                             "--trace-file", str(trace_file), "--quiet"], tmp_path / "demo.log", env))
-        procs.append(_start([binary("alertmanager"), f"--config.file={_alertmanager_config(tmp_path, webhook_url)}",
-                             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                             "--cluster.listen-address="], tmp_path / "alertmanager.log"))
-        procs.append(_start([binary("prometheus"), f"--config.file={_prometheus_config(tmp_path, app_port, am_port)}",
-                             f"--storage.tsdb.path={tmp_path / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                             "--enable-feature=exemplar-storage"], tmp_path / "prometheus.log"))
+        procs.append(Started([sys.executable, "-m", "llmmetrics", "demo", "--host", "127.0.0.1", "--port", str(app_port),
+                              "--duration", "0", "--error-rate", "0.3", "--rate", "8", "--seed", "7", "--llm", "fake",
+                              "--trace-file", str(trace_file), "--quiet"], tmp_path / "demo.log", env))
+        procs.append(Started([binary("alertmanager"), f"--config.file={_alertmanager_config(tmp_path, webhook_url)}",
+                              f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                              "--cluster.listen-address="], tmp_path / "alertmanager.log"))
+        procs.append(Started([binary("prometheus"), f"--config.file={_prometheus_config(tmp_path, app_port, am_port)}",
+                              f"--storage.tsdb.path={tmp_path / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+                              "--enable-feature=exemplar-storage"], tmp_path / "prometheus.log"))
         deadline = time.monotonic() + DEADLINE_SECONDS
         prom = f"http://127.0.0.1:{prom_port}"
 
@@ -188,7 +145,7 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
             active = _get_json(f"{prom}/api/v1/targets")["data"]["activeTargets"]
             return True if active and all(t["health"] == "up" for t in active) else None
 
-        _wait_for("Prometheus to scrape the demo", healthy_target, deadline, procs)
+        wait_for("Prometheus to scrape the demo", healthy_target, deadline, procs)
 
         # 1. The error-rate alert travels Prometheus -> Alertmanager (page route) -> webhook.
         def alert_delivered() -> dict[str, Any] | None:
@@ -198,7 +155,7 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
                         return note
             return None
 
-        note = _wait_for("LLMHighErrorRate at the webhook", alert_delivered, deadline, procs)
+        note = wait_for("LLMHighErrorRate at the webhook", alert_delivered, deadline, procs)
         assert note["receiver"] == "page"
         alert = next(a for a in note["alerts"] if a["labels"]["alertname"] == "LLMHighErrorRate")
         assert alert["labels"]["severity"] == "page" and alert["labels"]["service"] == "llm-app"
@@ -218,7 +175,7 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
             return counts if all(counts.values()) else None
 
         try:
-            _wait_for("every panel query to return data", all_panels_have_data, deadline, procs, interval=2)
+            wait_for("every panel query to return data", all_panels_have_data, deadline, procs, interval=2)
         except pytest.fail.Exception:
             empty = [name for name, expr in exprs.items() if not _query(prom, expr)]
             pytest.fail(f"panel queries without data: {empty}")
@@ -240,10 +197,11 @@ def test_demo_metrics_rules_alerts_and_exemplars_on_real_servers(
             ids = {e["labels"]["trace_id"] for series in body["data"] for e in series["exemplars"]}
             return ids or None
 
-        exemplar_ids = _wait_for("exemplars for the latency query", exemplar_trace_ids, deadline, procs)
+        exemplar_ids = wait_for("exemplars for the latency query", exemplar_trace_ids, deadline, procs)
         assert all(len(i) == 32 for i in exemplar_ids)
-        written = _wait_for("an exemplar trace id in the demo's trace file",
+        written = wait_for("an exemplar trace id in the demo's trace file",
                             lambda: (_trace_ids(trace_file) & exemplar_ids) or None, deadline, procs)
         assert written
     finally:
-        _stop(procs)
+        for proc in procs:
+            proc.stop()
