@@ -102,8 +102,9 @@ class ExemplarSlot:
 class ExemplarTable:
     """This process's table in ``directory``: claimed on first write, re-claimed after a fork."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, max_entries: int = MAX_ENTRIES) -> None:
         self.directory = directory
+        self.max_entries = max_entries
         self.path: str | None = None
         self._failed = False
         self._forget()
@@ -213,7 +214,7 @@ class ExemplarTable:
             adopted = (magic, version, entry) == (MAGIC, VERSION, ENTRY_BYTES) and used <= capacity \
                 and HEADER_BYTES + capacity * ENTRY_BYTES <= size and capacity <= MAX_ENTRIES
         if not adopted:
-            used, capacity = 0, INITIAL_ENTRIES
+            used, capacity = 0, min(INITIAL_ENTRIES, self.max_entries)
             os.ftruncate(fd, 0)  # whatever was there (another version, a torn file) goes
             os.ftruncate(fd, HEADER_BYTES + capacity * ENTRY_BYTES)
         self._fd, self.path = fd, path
@@ -231,9 +232,9 @@ class ExemplarTable:
                                                 os.getpid()).ljust(HEADER_BYTES, b"\0")
 
     def _grow(self) -> bool:
-        if self._capacity >= MAX_ENTRIES:
+        if self._capacity >= self.max_entries:
             return False
-        capacity = min(self._capacity * 2, MAX_ENTRIES)
+        capacity = min(self._capacity * 2, self.max_entries)
         assert self._fd is not None
         os.ftruncate(self._fd, HEADER_BYTES + capacity * ENTRY_BYTES)
         # the old mapping stays valid for a write in progress on another thread; it is released with it
