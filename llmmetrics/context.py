@@ -15,7 +15,7 @@ Where the context goes with the user's work:
   waited for; a context captured once and reused later; a pool thread that inherited a context when it was
   started, as threads do on free-threaded Python 3.14) is recorded as a trace of its own, keeping its bound
   context, and counted in ``llmmetrics_detached_calls_total``: it is never attached to a run whose record
-  has already been written.
+  has already been written. A ``trace_run`` begun there starts a trace of its own.
 
 >>> with bind_context(user_id="u-42"):
 ...     with trace_run("planner") as run:
@@ -67,11 +67,11 @@ def propagate(fn: Callable[P, R]) -> Callable[P, R]:
     that context, so one wrapped function can be mapped over a pool concurrently.
 
     >>> from concurrent.futures import ThreadPoolExecutor
-    >>> def whose() -> object:
-    ...     return current_context().get("user_id")
+    >>> def whose(order: int) -> str:
+    ...     return f"order {order}: {current_context().get('user_id')}"
     >>> with bind_context(user_id="u-42"), ThreadPoolExecutor(2) as pool:
-    ...     list(pool.map(propagate(whose), range(3)))
-    ['u-42', 'u-42', 'u-42']
+    ...     list(pool.map(propagate(whose), [1, 2]))
+    ['order 1: u-42', 'order 2: u-42']
     """
     context = contextvars.copy_context()
 
@@ -301,6 +301,10 @@ class Run:
         if type(self.steps) is list:
             self.steps = _EndedSteps(self.steps)
 
+    @property
+    def ended(self) -> bool:
+        return type(self.steps) is not list
+
 
 class trace_run(_ContextDecorator):
     """Group every LLM call inside the block into one trace, and write one run record when it ends.
@@ -322,7 +326,9 @@ class trace_run(_ContextDecorator):
         return trace_run(self.name)
 
     def _begin(self) -> Run:
-        return Run(self.name, _run.get(), _bound.get())
+        parent = _run.get()
+        # a run begun in a stale context (its run has ended) starts a trace of its own, like a detached call
+        return Run(self.name, parent if parent is not None and not parent.ended else None, _bound.get())
 
     def _end(self, run: Run, exc: BaseException | None) -> None:
         run.end()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import orjson
 
-from .test_multiprocess import _free_port
+from tests.support.processes import free_port
 
 
 def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path) -> None:
     """A short demo run: agent runs for several users, errors included, metrics scraped while it runs."""
-    port = _free_port()
+    port = free_port()
     trace_file = tmp_path / "traces.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETRICS_", "OPENAI_"))}
     proc = subprocess.Popen([sys.executable, "-m", "llmmetrics", "demo", "--duration", "6", "--port", str(port),
