@@ -116,14 +116,14 @@ class ExemplarTable:
 
     def write(self, key: bytes, value: float, timestamp: float, trace_id: str, span_id: str) -> bool:
         try:
+            trace, span = trace_id.encode(), span_id.encode()
+            if len(trace) > 32 or len(span) > 16:
+                return False  # not llmmetrics' W3C-sized ids: never truncate an id into a wrong link
             pos = self._positions.get(key)
             if pos is None:
                 pos = self._add(key)
                 if pos is None:
                     return False
-            trace, span = trace_id.encode(), span_id.encode()
-            if len(trace) > 32 or len(span) > 16:
-                return False  # not llmmetrics' W3C-sized ids: never truncate an id into a wrong link
             body = _BODY.pack(len(key), 0, value, timestamp, trace, span) + key
             self._map[pos:pos + _CRC.size + len(body)] = _CRC.pack(zlib.crc32(body)) + body
             return True

@@ -56,9 +56,12 @@ class ExemplarMultiProcessCollector:
         carriers = {name for name, _ in exemplars}
         for metric in self._values.collect():
             if exemplars and (metric.name + "_bucket" in carriers or metric.name + "_total" in carriers):
-                metric.samples = [
-                    sample._replace(exemplar=exemplars.get((sample.name, tuple(sorted(sample.labels.items())))))
-                    for sample in metric.samples]
+                samples = metric.samples
+                for i, sample in enumerate(samples):
+                    if sample.name in carriers:  # buckets and totals; _sum, _count never carry one
+                        exemplar = exemplars.get((sample.name, tuple(sorted(sample.labels.items()))))
+                        if exemplar is not None:
+                            samples[i] = sample._replace(exemplar=exemplar)
             yield metric
 
     def horizon(self) -> float:
