@@ -334,4 +334,5 @@ class trace_run(_ContextDecorator):
         run.end()
         from .runtime import runtime  # late: the runtime is replaced by configure()
 
-        runtime().finish_run(run, exc)
+        # a generator's consumer that stops early (break, close) is not a failure of the run
+        runtime().finish_run(run, None if isinstance(exc, GeneratorExit) else exc)

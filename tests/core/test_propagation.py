@@ -194,8 +194,9 @@ def test_a_decorated_generator_resumed_from_fresh_contexts_keeps_its_run(traced:
 
 
 def test_a_generator_agent_stopped_early_or_failing_ends_its_run(traced: Traced, client: Any) -> None:
-    """Breaking out of the loop ends the run as a success with the steps done; an exception raised inside
-    the generator ends it as an error and reaches the consumer unchanged."""
+    """Breaking out of the loop ends the run as a success with the steps done (decorated, or a ``with``
+    block held across the yields); an exception raised inside the generator ends it as an error and
+    reaches the consumer unchanged."""
     @llmmetrics.trace_run("agent")
     def agent(fail_at: int | None) -> Any:
         for i in range(5):
@@ -203,13 +204,20 @@ def test_a_generator_agent_stopped_early_or_failing_ends_its_run(traced: Traced,
                 raise LookupError("no such tool")
             yield _chat(client)
 
-    for i, _ in enumerate(agent(None)):
-        if i == 1:
-            break
+    def held_across_yields() -> Any:
+        with llmmetrics.trace_run("agent"):
+            for _ in range(5):
+                yield _chat(client)
+
+    for start in (lambda: agent(None), held_across_yields):
+        for i, _ in enumerate(start()):  # the loop holds the only reference: break closes the generator
+            if i == 1:
+                break
     with pytest.raises(LookupError, match="no such tool"):
         list(agent(1))
-    stopped, failed = traced.records(kind="run")
+    stopped, stopped_with, failed = traced.records(kind="run")
     assert (stopped["status"], stopped["step_count"]) == ("success", 2)
+    assert (stopped_with["status"], stopped_with["step_count"]) == ("success", 2)
     assert (failed["status"], failed["step_count"], failed["error"]["type"]) == ("error", 1, "LookupError")
 
 

@@ -99,10 +99,12 @@ def test_prometheus_gets_every_workers_exemplars_and_a_killed_workers_stay(
 
         # 3. more calls, until the replacement has made some: it records into the killed worker's table file
         second: list[dict[str, Any]] = []
-        batches = iter(range(20))
-        while not any(a["pid"] == replacement for a in second):
-            assert next(batches, None) is not None, f"the replacement worker {replacement} answered none of {len(second)} calls"
+        for _ in range(20):
             second += app.chat_concurrently(_models(f"second-{len(second)}", 6), concurrency=3)
+            if any(a["pid"] == replacement for a in second):
+                break
+        else:
+            pytest.fail(f"the replacement worker {replacement} answered none of {len(second)} calls")
         traced = app.wait_traced(second, deadline)
         assert all(traced[a["trace_id"]] == a["pid"] for a in second)
         stored = wait_for("Prometheus to store the new exemplars", lambda: _prometheus_exemplars(prom, since, second),
