@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -395,6 +396,15 @@ def machine_info() -> dict[str, Any]:
         info["openai"] = f"unavailable: {exc}"
     info["utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return info
+
+
+def stop_process(proc: Any, timeout: float = 5.0) -> None:
+    """Terminate a helper process (a server the benchmark started), killing it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def write_results(name: str, data: dict[str, Any], results_dir: Path | None = None) -> Path:

@@ -63,18 +63,14 @@ class Receiver:
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        common.stop_process(self.proc)
 
 
 class FakeServerProcess:
     """The embedded fake LLM server in a child process, answers of exactly 60 tokens (62 stream chunks)."""
 
     def __init__(self) -> None:
-        code = ("import threading; from llmmetrics.fake_server import FakeLLMServer; "
+        code = ("import threading; from llmmetrics.fake import FakeLLMServer; "
                 "s = FakeLLMServer(seed=1, answer_tokens=(60, 60)).start(); print(s.base_url, flush=True); "
                 "threading.Event().wait()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -84,11 +80,7 @@ class FakeServerProcess:
             raise RuntimeError("the fake LLM server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        common.stop_process(self.proc)
 
 
 def configure(trace_dir: str, loki_url: str | None, **extra: Any) -> Any:
@@ -268,9 +260,13 @@ def measure_callpath(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> li
 
     The stub returns a pre-parsed answer, so the openai client's own ~1 ms (request building, JSON parsing,
     pydantic) is out of both sides and the difference is measured with far less noise. Uses the internal
-    ``llmmetrics.instrumentation._traced_sync`` — the very function ``instrument()`` installs.
+    ``llmmetrics.instrumentation._traced`` — the very function ``instrument()`` installs.
     """
-    from llmmetrics.instrumentation import _traced_sync
+    from llmmetrics.instrumentation import _traced
+    from llmmetrics.providers import openai as adapter
+
+    def _traced_sync(operation: str, stub: Any) -> Any:
+        return _traced(adapter, next(t for t in adapter.TARGETS if t.operation == operation), stub, False)
 
     answers = parsed_answers()
     resource = _StubResource()

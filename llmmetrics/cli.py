@@ -9,14 +9,9 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
-def _fake_server(args: argparse.Namespace) -> int:
-    from .fake_server import main as fake_server_main
-
-    return fake_server_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import demo
+    from .fake import cli as fake_server
     from .stack import generate
     from .traces import cli as traces
 
@@ -25,10 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_command(commands)
     traces.add_command(commands)
     generate.add_command(commands)
-    fake = commands.add_parser("fake-server", help="serve the embedded OpenAI-compatible fake LLM (see --help)",
-                               add_help=False)
-    fake.add_argument("rest", nargs=argparse.REMAINDER)
-    fake.set_defaults(func=_fake_server)
+    fake_server.add_command(commands)
     return parser
 
 

@@ -14,6 +14,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, get_args, get_origin, get_type_hints
 
+from .pii import KINDS as PII_KINDS
+from .private_files import PRIVATE_FILE_MODE
+
 __all__ = ["Config", "ConfigError", "DEFAULT_SECRET_PATTERNS"]
 
 #: Patterns scrubbed from every rendered record: OpenAI-style keys, bearer tokens, AWS access key ids.
@@ -57,11 +60,17 @@ class Config:
     price_file: str | None = None
     prices: Mapping[str, Mapping[str, Any]] | None = None
 
+    # privacy: who may read the trace files (octal; LLMMETRICS_TRACE_FILE_MODE=0640), and which kinds of
+    # personal data are replaced in every record (LLMMETRICS_REDACT_PII=email,card)
+    trace_file_mode: int = PRIVATE_FILE_MODE
+    redact_pii: tuple[str, ...] = ()
+
     loki_url: str | None = None
     loki_tenant: str | None = None
     loki_username: str | None = dataclasses.field(default=None, repr=False)
     loki_password: str | None = dataclasses.field(default=None, repr=False)
     loki_bearer_token: str | None = dataclasses.field(default=None, repr=False)
+    loki_ca_file: str | None = None  # PEM bundle for Loki's TLS certificate (else REQUESTS_CA_BUNDLE, else the system's)
     loki_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     loki_structured_metadata: bool = True
     loki_spool_dir: str | None = None
@@ -85,6 +94,12 @@ class Config:
         _check(self.max_record_bytes >= 4096, "max_record_bytes", "must be >= 4096 (a record needs room for its fields)")
         _check(self.trace_file_backups >= 0, "trace_file_backups", "must be >= 0")
         _check(self.redact is None or callable(self.redact), "redact", "must be a callable")
+        mode = self.trace_file_mode
+        _check(type(mode) is int and mode & ~0o666 == 0 and mode & 0o600 == 0o600, "trace_file_mode",
+               "must be a file mode from 0o600 to 0o666 that lets the owner read and write, e.g. 0o640 (got "
+               f"{oct(mode) if type(mode) is int else repr(mode)})")
+        _check(isinstance(self.redact_pii, (tuple, list)) and set(self.redact_pii) <= set(PII_KINDS), "redact_pii",
+               f"must name kinds of personal data among {', '.join(PII_KINDS)} (got {self.redact_pii!r})")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -111,10 +126,19 @@ def _check(ok: bool, name: str, message: str) -> None:
         raise ConfigError(f"{name} {message} (argument {name} or LLMMETRICS_{name.upper()})")
 
 
+#: Fields whose environment form is not their type's usual one: a file mode is octal, kinds are comma-separated.
+_ENV_PARSERS: dict[str, Callable[[str], Any]] = {
+    "trace_file_mode": lambda raw: int(raw.strip(), 8),
+    "redact_pii": lambda raw: tuple(part.strip().lower() for part in raw.split(",") if part.strip()),
+}
+
+
 def _parse(raw: str, hint: Any, name: str) -> Any:
     args = set(get_args(hint)) or {hint}
     optional = type(None) in args
     try:
+        if name in _ENV_PARSERS:
+            return _ENV_PARSERS[name](raw)
         if raw.strip() == "" and optional:
             return None
         if bool in args:

@@ -24,7 +24,7 @@ import openai
 from .config import Config
 from .context import bind_context, trace_run
 from .exposition import start_http_server
-from .fake_server import FakeLLMServer, FaultPlan, LatencyModel
+from .fake import FakeLLMServer, FaultPlan, LatencyModel
 from .instrumentation import instrument
 from .runtime import configure, shutdown
 

@@ -57,6 +57,8 @@ class SelfMetrics:
         self.records_sampled_out = Counter(
             "llmmetrics_records_sampled_out", "Trace records sent in compact form (content removed by sampling).", **kw)
         self.records_truncated = Counter("llmmetrics_records_truncated", "Trace records cut to the size limit.", **kw)
+        self.records_redacted = Counter(
+            "llmmetrics_records_redacted", "Trace records in which personal data of a kind was replaced.", ["kind"], **kw)
         self.records_dropped = Counter(
             "llmmetrics_records_dropped", "Trace records lost, by sink and reason.", ["sink", "reason"], **kw)
         self.export_queue_depth = Gauge(

@@ -2,8 +2,9 @@
 
 Structured like structlog's chain: dict processors (``record -> record | None``), one renderer (orjson), then
 processors on the rendered line. The chain is assembled once from the Config, and a processor that cannot
-matter (no redaction hook, 100% sampling) is simply not in it. Order: context merge → sampling → user
-redaction → render → inline media → secret scrubbing → size bound.
+matter (no redaction hook, 100% sampling, no ``redact_pii``) is simply not in it. Order: context merge →
+sampling → user redaction → render → inline media → secret scrubbing → personal data (``redact_pii``, see
+:mod:`llmmetrics.pii`) → size bound.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 
 from .config import Config
 from .metrics import SelfMetrics
+from .pii import PIIRedactor
 
 __all__ = ["Pipeline", "render", "CONTENT_FIELDS"]
 
@@ -169,6 +171,7 @@ class Pipeline:
             chain.append(_UserRedaction(config.redact, self_metrics))
         self._chain = tuple(chain)
         self._secrets = tuple(re.compile(p.encode()) for p in config.secret_patterns)
+        self._pii = _PersonalData(config.redact_pii, self_metrics) if config.redact_pii else None
         self._max_bytes = config.max_record_bytes
 
     def process(self, record: dict[str, Any]) -> bytes | None:
@@ -182,7 +185,9 @@ class Pipeline:
                 if record.get(field) is not None:
                     record[field] = _strip_media(record[field])
             line = render(record)
-        line = self._scrub(line)
+        line = self._scrub_secrets(line)
+        if self._pii is not None:
+            line = self._pii(line, record)
         if len(line) > self._max_bytes:
             line = self._bound(record, line)
         return line
@@ -198,17 +203,48 @@ class Pipeline:
         total = sum(sizes.values()) or 1
         for field, size in sizes.items():
             share = budget * size // total
-            text = render(record[field]).decode("utf-8", "ignore")
+            # scrubbed before the cut, so that a cut cannot leave half a secret or card number behind
+            text = self._scrub(render(record[field])).decode("utf-8", "ignore")
             record[field] = text[: max(share // 2, 0)] + "…[truncated]" if size > share else record[field]
         line = self._scrub(render(record))
         if len(line) > self._max_bytes:  # multi-byte text or a pathological field: fall back to no content
             line = self._scrub(render(_drop_content(record)))
         return line
 
-    def _scrub(self, line: bytes) -> bytes:
+    def _scrub_secrets(self, line: bytes) -> bytes:
         """Replace every match of the secret patterns in the rendered line."""
         for pattern in self._secrets:
             line = pattern.sub(_redact_match, line)
+        return line
+
+    def _scrub(self, line: bytes) -> bytes:
+        """Secrets, then the enabled kinds of personal data (not counted again: ``process`` counted them)."""
+        line = self._scrub_secrets(line)
+        if self._pii is not None:
+            line = self._pii.redactor.redact(line)[0]
+        return line
+
+
+class _PersonalData:
+    """Replaces the kinds of personal data ``redact_pii`` names, and counts the records each was found in.
+
+    ``user_id`` and ``request_id`` also travel beside the line (as Loki structured metadata): when the line
+    held personal data, they are redacted there too.
+    """
+
+    def __init__(self, kinds: tuple[str, ...], self_metrics: SelfMetrics) -> None:
+        self.redactor = PIIRedactor(kinds)
+        self._redacted = {kind: self_metrics.records_redacted.labels(kind) for kind in self.redactor.kinds}
+
+    def __call__(self, line: bytes, record: dict[str, Any]) -> bytes:
+        line, kinds = self.redactor.redact(line)
+        if kinds:
+            for kind in kinds:
+                self._redacted[kind].inc()
+            for field in ("user_id", "request_id"):
+                value = record.get(field)
+                if isinstance(value, str):
+                    record[field] = orjson.loads(self.redactor.redact(orjson.dumps(value))[0])
         return line
 
 

@@ -11,9 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import llmmetrics
-from llmmetrics.fake_server import FakeLLMServer, FaultPlan, LatencyModel
+from llmmetrics.fake import FakeLLMServer, FaultPlan, LatencyModel
 from tests.support.llm import Traced, make_client
-from tests.support.loki import harness, loki  # noqa: F401 (fixtures for the Loki sink tests)
+from tests.support.loki import (harness, loki, no_proxy_environment, proxy, real_loki, tenant,  # noqa: F401
+                                tls_loki, workload)  # fixtures of the Loki tests
+
+# ends the run with the real servers each test used and their versions
+pytest_plugins = ("tests.support.server_report",)
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def build_sinks(config: Config, self_metrics: SelfMetrics) -> list[Sink]:
         from .file import FileSink
 
         sinks.append(FileSink(config.trace_file, self_metrics, max_bytes=config.trace_file_max_bytes,
-                              backups=config.trace_file_backups))
+                              backups=config.trace_file_backups, mode=config.trace_file_mode))
     if config.loki_url:
         from .loki import LokiSink
 

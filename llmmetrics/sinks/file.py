@@ -3,14 +3,20 @@
 Rotation keeps ``<path>.1`` (newest) … ``<path>.N``, like ``logging.handlers.RotatingFileHandler``, so
 ``llmmetrics traces`` can read the whole history. One process per file: with several worker processes put
 ``{pid}`` in the path (``traces-{pid}.jsonl``).
+
+The files hold prompts and answers: they are created with ``trace_file_mode`` (default ``0600``) whatever
+the umask, and an existing file or backup found at start is restricted to it, never loosened
+(:mod:`llmmetrics.private_files`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from ..metrics import SelfMetrics
+from ..private_files import PRIVATE_FILE_MODE, open_private, restrict_mode
 from ..record import Record
 from .worker import QueuedSink
 
@@ -20,12 +26,18 @@ __all__ = ["FileSink"]
 class FileSink(QueuedSink):
     name = "file"
 
-    def __init__(self, path: str, self_metrics: SelfMetrics, *, max_bytes: int = 50_000_000, backups: int = 5) -> None:
+    def __init__(self, path: str, self_metrics: SelfMetrics, *, max_bytes: int = 50_000_000, backups: int = 5,
+                 mode: int = PRIVATE_FILE_MODE) -> None:
         self.path = Path(path.replace("{pid}", str(os.getpid())))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_file_bytes = max_bytes
         self._backups = backups
-        self._file = open(self.path, "ab")
+        self._opener = functools.partial(open_private, mode=mode)
+        for i in range(1, backups + 1):
+            backup = self._backup(i)
+            if backup.exists():
+                restrict_mode(backup, mode)
+        self._file = open(self.path, "ab", opener=self._opener)
         super().__init__(self_metrics)
 
     def deliver(self, batch: list[Record]) -> None:
@@ -54,11 +66,14 @@ class FileSink(QueuedSink):
             self.path.unlink(missing_ok=True)
         else:
             for i in range(self._backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{i}")
+                older = self._backup(i)
                 if older.exists():
-                    older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._file = open(self.path, "ab")
+                    older.replace(self._backup(i + 1))
+            self.path.replace(self._backup(1))
+        self._file = open(self.path, "ab", opener=self._opener)
+
+    def _backup(self, i: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{i}")
 
     def _release(self) -> None:
         self._file.close()

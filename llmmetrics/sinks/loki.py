@@ -7,8 +7,11 @@ connection. That keeps the GIL hand-offs per batch to a handful, which is what l
 while an application thread is busy on the CPU (see ``benchmarks/loki_shipping.py``).
 
 Faults: 429, 5xx and connection errors are retried with exponential backoff and full jitter, capped at
-``loki_max_backoff_seconds`` and never shorter than ``Retry-After``. Any other 4xx drops that batch (counted
-``records_dropped{reason="rejected"}``, logged once per distinct error text) and shipping goes on. With
+``loki_max_backoff_seconds`` and never shorter than ``Retry-After``; after a 429 the pushes are halved (down to
+one record) until Loki accepts again, since a push larger than Loki's burst is refused however long one waits.
+A 400 means Loki kept the valid entries and refused the others: those are counted by the reason Loki gives
+(``too_old``, ``line_too_long``, ``out_of_order``, ``invalid_labels``, else ``rejected``), logged once per
+reason, and shipping goes on. Any other 4xx drops the batch, counted ``rejected``. With
 ``loki_spool_dir`` set, a batch that cannot be delivered, and whatever arrives while Loki is unreachable or
 the queue is half full, goes to a crash-safe on-disk spool (``spool.py``) replayed oldest first when Loki
 answers again. Without a spool, a full queue drops its oldest records, counted ``reason="queue_full"``.
@@ -33,7 +36,8 @@ from collections.abc import Callable, Sequence
 from ..config import Config, ConfigError
 from ..metrics import SelfMetrics
 from ..record import Record
-from .loki_push import MAX_LINE_BYTES, HTTPTransport, PushEncoder, PushResponse, PushTransport, stream_labels
+from .loki_push import (MAX_LINE_BYTES, HTTPTransport, PushEncoder, PushResponse, PushTransport, refused_entries,
+                        stream_labels)
 from .spool import Spool, SpoolError
 
 __all__ = ["LokiSink"]
@@ -50,11 +54,13 @@ BASE_BACKOFF_SECONDS = 0.5
 MAX_RETRY_AFTER_SECONDS = 300.0
 #: Bounded wait for the flush registered with ``atexit``.
 ATEXIT_TIMEOUT_SECONDS = 5.0
-#: Distinct rejection texts remembered for log-once.
+#: Distinct rejection kinds remembered for log-once.
 _MAX_LOGGED_ERRORS = 256
+#: How much of Loki's answer a log line shows.
+_MAX_LOGGED_TEXT = 500
 
-DROP_REASONS = ("queue_full", "spool_full", "rejected", "too_old", "line_too_long", "encode_error",
-                "spool_corrupt", "shutdown")
+DROP_REASONS = ("queue_full", "spool_full", "rejected", "too_old", "line_too_long", "out_of_order", "invalid_labels",
+                "encode_error", "spool_corrupt", "shutdown")
 
 
 class LokiSink:
@@ -79,6 +85,8 @@ class LokiSink:
         self._queue_max = config.loki_queue_max_bytes
         self._batch_max_bytes = config.loki_batch_max_bytes
         self._batch_max_entries = config.loki_batch_max_entries
+        #: entries per push now: halved after each 429, doubled back after each success
+        self._push_entries = config.loki_batch_max_entries
         self._batch_wait = config.loki_batch_wait_seconds
         self._spool_watermark = config.loki_queue_max_bytes // 2
 
@@ -99,6 +107,7 @@ class LokiSink:
         if config.loki_spool_dir:
             self._spool = self._open_spool()
         self._logged_errors: set[str] = set()
+        self._replayed = (0, 0)  # (spool segment, records of it Loki accepted) while a replay is under way
         self._failures = 0  # consecutive failed pushes
         self._retry_at = 0.0
         self._closed = False
@@ -308,7 +317,7 @@ class LokiSink:
         batch = []
         size = 0  # line bytes: what loki_batch_max_bytes limits, as in Loki's own clients
         limit = self._batch_max_bytes
-        while queue and len(batch) < self._batch_max_entries:
+        while queue and len(batch) < self._push_entries:
             n = len(queue[0].line)
             if batch and size + n > limit:
                 break
@@ -368,6 +377,9 @@ class LokiSink:
                 next_batch, next_body = ahead[0] if ahead else ([], None)
                 if outcome == "retry":
                     self._untake(next_batch)
+                    if len(batch) > self._push_entries:  # a 429: send the first half alone next time
+                        self._untake(batch[self._push_entries:])
+                        batch = batch[:self._push_entries]
                     if self._spool is not None:
                         self._retry_at = time.monotonic() + delay
                         self._spool_batch(batch)
@@ -414,14 +426,20 @@ class LokiSink:
         if oldest is None:
             return
         seq, records = oldest
-        records = self._drop_too_old(records)
-        outcome = "success"
-        body = self._encode(records) if records else None
-        if body is not None:
-            outcome, delay = self._push(records, body)
-            if outcome == "retry":
-                self._retry_at = time.monotonic() + delay
-                return
+        # a segment is acknowledged whole, but sent in pushes of at most _push_entries (smaller after a 429);
+        # what Loki already accepted of it is not sent again
+        done = self._replayed if self._replayed[0] == seq else (seq, 0)
+        while done[1] < len(records):
+            chunk = records[done[1]:done[1] + self._push_entries]
+            part = self._drop_too_old(chunk)
+            body = self._encode(part) if part else None
+            if body is not None:
+                outcome, delay = self._push(part, body)
+                if outcome == "retry":
+                    self._replayed = done
+                    self._retry_at = time.monotonic() + delay
+                    return
+            done = (seq, done[1] + len(chunk))
         spool.ack(seq)
         self._update_spool_gauges()
         with self._settled:
@@ -463,16 +481,23 @@ class LokiSink:
                             self._failures)
             self._failures = 0
             self._retry_at = 0.0
+            self._push_entries = min(self._batch_max_entries, self._push_entries * 2)
             return "success", 0.0
         if response is not None and response.status != 429 and response.status < 500:
             self._pushes["rejected"].inc()
             self._export_errors["http_4xx"].inc()
-            self._count_drop(len(records), "rejected")
-            text = f"HTTP {response.status}: {response.text}"
-            if text not in self._logged_errors and len(self._logged_errors) < _MAX_LOGGED_ERRORS:
-                self._logged_errors.add(text)
-                logger.warning("Loki at %s rejected a batch of %d records (dropped; logged once per error): %s",
-                               self._display_url, len(records), text)
+            refused = (refused_entries(response.text, self._encoder.stream_sizes(records))
+                       if response.status == 400 else {"rejected": len(records)})
+            for reason, n in refused.items():
+                self._count_drop(n, reason)
+            # Loki's texts name timestamps and streams, so they differ from push to push: log once per reason
+            key = f"HTTP {response.status} {sorted(refused)}"
+            if key not in self._logged_errors and len(self._logged_errors) < _MAX_LOGGED_ERRORS:
+                self._logged_errors.add(key)
+                shown = ", ".join(f"{n} {reason}" for reason, n in sorted(refused.items()))
+                logger.warning("Loki at %s refused %s of a batch of %d records (dropped; logged once per reason): "
+                               "HTTP %d: %s", self._display_url, shown, len(records), response.status,
+                               response.text[:_MAX_LOGGED_TEXT])
             return "rejected", 0.0
         # retriable: 429, 5xx, no answer
         if response is None:
@@ -484,9 +509,12 @@ class LokiSink:
         self._pushes["retry"].inc()
         self._retries.inc()
         self._failures += 1
+        if response is not None and response.status == 429:
+            self._push_entries = max(1, min(self._push_entries, len(records)) // 2)
         delay = self._backoff(response.retry_after if response is not None else None)
         if self._failures == 1:
-            logger.warning("Loki push to %s failed (%s); retrying with backoff", self._display_url, reason[:300])
+            logger.warning("Loki push to %s failed (%s); retrying with backoff", self._display_url,
+                           reason[:_MAX_LOGGED_TEXT])
         return "retry", delay
 
     def _backoff(self, retry_after: float | None) -> float:

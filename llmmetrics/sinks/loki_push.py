@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import email.utils
 import http.client
+import os
 import re
 import socket
 import ssl
 import time
 import urllib.parse
+import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
@@ -50,6 +52,7 @@ __all__ = [
     "PushResponse",
     "PushTransport",
     "parse_retry_after",
+    "refused_entries",
     "stream_labels",
 ]
 
@@ -152,6 +155,14 @@ class PushEncoder:
         """The gzip-compressed JSON body (one compress call; ``wbits=31`` writes the gzip format)."""
         return self._compress(self.encode_json(records), self._level, 31)
 
+    def stream_sizes(self, records: Sequence[Record]) -> list[tuple[dict[str, str], int]]:
+        """(labels, entry count) of each stream ``encode_json`` makes of ``records``, to read Loki's refusals."""
+        counts: dict[tuple[str, str], int] = {}
+        for r in records:
+            key = (r.provider, r.level)
+            counts[key] = counts.get(key, 0) + 1
+        return [(self._labels(provider, level), n) for (provider, level), n in counts.items()]
+
 
 def _metadata(r: Record) -> dict[str, str]:
     meta = {"trace_id": r.trace_id, "span_id": r.span_id}
@@ -167,7 +178,83 @@ def _metadata(r: Record) -> dict[str, str]:
 class PushResponse(NamedTuple):
     status: int
     retry_after: float | None  # seconds, from a Retry-After header
-    text: str  # the response body, truncated
+    text: str  # the response body (at most _MAX_ERROR_TEXT characters), for reading refusals and for logs
+
+
+#: Loki's refusal texts (pkg/validation, pkg/ingester) → the sink's drop reason
+_REFUSAL_REASONS = (
+    ("timestamp too old", "too_old"),
+    ("max entry size", "line_too_long"),
+    ("too far behind", "out_of_order"),
+    ("out of order", "out_of_order"),
+    ("includes structured metadata", "rejected"),  # a Loki (or tenant) with allow_structured_metadata: false
+    *((fragment, "invalid_labels") for fragment in ("label names; limit", "label value too long",
+                                                    "label name too long", "parse labels", "invalid label",
+                                                    "duplicate label", "at least one label pair")),
+)
+_GROUP = re.compile(r"(?:^|; )(\d+) errors like: ")
+_INGESTER_TOTAL = re.compile(r"total ignored: (\d+) out of \d+ for stream: (\{.*\})")
+_LABEL_LIMIT = re.compile(r"label names; limit (\d+)")
+_LABEL_PAIR = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _reason(message: str) -> str | None:
+    lowered = message.lower()
+    for fragment, reason in _REFUSAL_REASONS:
+        if fragment in lowered:
+            return reason
+    return None
+
+
+def refused_entries(text: str, streams: Sequence[tuple[Mapping[str, str], int]]) -> dict[str, int]:
+    """How many entries of a push Loki refused, by drop reason, read from its 400 answer.
+
+    Loki keeps the valid entries of a push and answers 400 naming the others: its distributor groups
+    entry errors as ``"<n> errors like: <text>; <m> errors like: <text>"`` (one error: the text alone), and
+    refuses a whole stream for a label error (one error per stream); its ingester ends with ``"total
+    ignored: <n> out of <m> for stream: {…}"`` per stream. An answer that says neither (a proxy's 400, an
+    unknown format) counts every entry as refused (``rejected``), as nothing says which were kept.
+    """
+    total = sum(n for _, n in streams)
+    refused: dict[str, int] = {}
+
+    def add(reason: str, n: int) -> None:
+        refused[reason] = refused.get(reason, 0) + n
+
+    ingester = _INGESTER_TOTAL.findall(text)
+    for count, _ in ingester:
+        add(_reason(text) or "rejected", int(count))
+    if not ingester:
+        body = text.strip()
+        if _GROUP.match(body):
+            parts = _GROUP.split(body)[1:]
+            groups = [(int(count), message) for count, message in zip(parts[::2], parts[1::2])]
+        elif _reason(body) is not None or body.startswith(("entry for stream", "entry with timestamp")):
+            groups = [(1, body)]  # one error: a known kind, or Loki's wording for one refused entry
+        else:
+            groups = []
+        for count, message in groups:
+            reason = _reason(message) or "rejected"
+            if reason == "invalid_labels":
+                add(reason, _entries_of_refused_streams(message, count, streams))
+            else:
+                add(reason, count)
+    if not refused or sum(refused.values()) > total:
+        return {"rejected": total}
+    return refused
+
+
+def _entries_of_refused_streams(message: str, errors: int, streams: Sequence[tuple[Mapping[str, str], int]]) -> int:
+    """Entries of the streams a label error refused: those over the label limit it names, else ``errors``
+    streams, starting with the one the message shows (a grouped error shows only its first stream)."""
+    limit = _LABEL_LIMIT.search(message)
+    if limit is not None:  # Loki 3 does not count service_name, which it may add itself
+        over = [n for labels, n in streams if len([k for k in labels if k != "service_name"]) > int(limit.group(1))]
+        if len(over) == errors:
+            return sum(over)
+    shown = dict(_LABEL_PAIR.findall(message))
+    ordered = sorted(streams, key=lambda stream: not all(shown.get(k) == v for k, v in stream[0].items()))
+    return sum(n for _, n in ordered[:errors])
 
 
 class PushTransport(Protocol):
@@ -205,7 +292,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_MAX_ERROR_TEXT = 512
+#: Loki lists each refused entry of a push in its answer; this much of it is kept to count them.
+_MAX_ERROR_TEXT = 1 << 20
 
 
 class HTTPTransport:
@@ -213,19 +301,44 @@ class HTTPTransport:
 
     ``http.client`` sends the headers and a ``bytes`` body in one ``sendall`` and reads the status line and
     headers from one buffered ``recv``, so a push costs a handful of GIL hand-offs whatever its size.
+
+    It takes the settings the Loki reads (``requests``) take, read once when the sink is configured: the proxy
+    for the URL's scheme from ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` names the host (an http://
+    Loki is reached with absolute-URI requests to the proxy, an https:// one through a ``CONNECT`` tunnel;
+    ``user:password@`` in the proxy URL becomes ``Proxy-Authorization``), and TLS verified against
+    ``ca_file``, else ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else the system's roots.
     """
 
     def __init__(self, url: str, *, timeout: float, tenant: str | None = None, username: str | None = None,
-                 password: str | None = None, bearer_token: str | None = None) -> None:
+                 password: str | None = None, bearer_token: str | None = None, ca_file: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"loki_url must be an http:// or https:// URL, got {redact_url(url)!r} "
                               "(argument loki_url or LLMMETRICS_LOKI_URL)")
+        environ = os.environ if environ is None else environ
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         path = parts.path.rstrip("/")
         self.path = path if path.endswith(PUSH_PATH) else path + PUSH_PATH
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            cafile = ca_file or environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None
+            try:
+                self._context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"loki_ca_file: cannot load the CA bundle {cafile!r}: {e} (argument loki_ca_file, "
+                                  "LLMMETRICS_LOKI_CA_FILE or REQUESTS_CA_BUNDLE)") from None
+        self._proxy = _proxy_for(parts.scheme, self._host, environ)
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy is not None:
+            if self._proxy.username is not None:
+                token = base64.b64encode(f"{urllib.parse.unquote(self._proxy.username)}:"
+                                         f"{urllib.parse.unquote(self._proxy.password or '')}".encode()).decode()
+                self._proxy_headers["Proxy-Authorization"] = "Basic " + token
+            if not self._https:  # a plain-HTTP proxy is sent the absolute URI
+                self.path = f"http://{self._host}:{self._port}{self.path}"
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "llmmetrics"}
         username = username or (urllib.parse.unquote(parts.username) if parts.username else None)
@@ -249,14 +362,18 @@ class HTTPTransport:
             raise ConfigError("loki_url is required for the Loki sink (argument loki_url or LLMMETRICS_LOKI_URL)")
         return cls(config.loki_url, timeout=config.loki_timeout_seconds, tenant=config.loki_tenant,
                    username=config.loki_username, password=config.loki_password,
-                   bearer_token=config.loki_bearer_token)
+                   bearer_token=config.loki_bearer_token, ca_file=config.loki_ca_file)
 
     def _connect(self) -> http.client.HTTPConnection:
+        proxy = self._proxy
+        host, port = (proxy.hostname, proxy.port or 80) if proxy is not None else (self._host, self._port)
         if self._https:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context())
+                host, port, timeout=self.timeout, context=self._context)
+            if proxy is not None:
+                conn.set_tunnel(self._host, self._port, headers=self._proxy_headers)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
@@ -303,7 +420,10 @@ class HTTPTransport:
             raise
 
     def _send(self, conn: http.client.HTTPConnection, body: bytes) -> None:
-        conn.request("POST", self.path, body, self.headers)
+        if self._proxy is not None and not self._https:
+            conn.request("POST", self.path, body, {**self.headers, **self._proxy_headers})
+        else:
+            conn.request("POST", self.path, body, self.headers)
 
     def _receive(self) -> PushResponse:
         conn = self._conn
@@ -335,6 +455,20 @@ class HTTPTransport:
         if conn is not None and conn.sock is not None:
             # close our copy of the descriptor only: shutdown() would cut the parent's connection too
             conn.sock.close()
+
+
+def _proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> urllib.parse.SplitResult | None:
+    """The proxy ``requests`` would use for ``scheme://host`` by the same variables (lower case first)."""
+    proxies = {name.lower()[:-6]: value for name, value in environ.items() if name.lower().endswith("_proxy") and value}
+    proxies.update({name[:-6]: value for name, value in environ.items() if name.endswith("_proxy") and value})
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{scheme.upper()}_PROXY: the Loki sink reaches Loki through an http:// proxy, got "
+                          f"{redact_url(url)!r}")
+    return parts
 
 
 def redact_url(url: str) -> str:

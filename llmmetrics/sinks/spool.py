@@ -14,6 +14,9 @@ segment; creating a segment also fsyncs the directory. A process killed mid-writ
 of that one write; a torn tail (short frame or CRC mismatch) is detected when the spool is opened and
 truncated, never replayed as garbage.
 
+Segments hold whole records, so they and the lock files are private (``0600`` whatever the umask, through
+:func:`llmmetrics.private_files.open_private`; ``trace_file_mode`` does not apply: nothing else reads them).
+
 >>> import tempfile
 >>> spool = Spool(tempfile.mkdtemp(), max_bytes=10_000_000, segment_max_bytes=1_000_000, segment_max_records=100)
 >>> spool.append([Record(1, b"{}", "call", "info", "openai", "m", "t", "s", "c", None, None)])
@@ -33,6 +36,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from ..private_files import open_private
 from ..record import Record
 
 __all__ = ["MAX_SLOTS", "Spool", "SpoolError"]
@@ -93,7 +97,7 @@ class Spool:
             slot = os.path.join(root, f"slot-{n}")
             try:
                 os.makedirs(slot, exist_ok=True)
-                fd = os.open(os.path.join(slot, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = open_private(os.path.join(slot, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
             except OSError as e:
                 raise SpoolError(e.errno, f"cannot use spool directory {slot!r}: {e.strerror}") from None
             try:
@@ -135,7 +139,7 @@ class Spool:
     def _open_segment(self) -> _Segment:
         seq = self._next_seq()
         path = os.path.join(self.dir, f"{seq:020d}.seg")
-        self._active_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._active_fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
         dir_fd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -92,8 +92,10 @@ class StackOptions:
 def le_matcher(bound: float) -> str:
     """A PromQL matcher for the histogram bucket whose upper bound is exactly ``bound``.
 
-    prometheus_client writes ``le="2.0"`` while Prometheus 3 normalises bounds on ingestion to ``le="2"``;
-    the regular expression matches both spellings so the rules work with either server.
+    prometheus_client writes ``le="2.0"`` (OpenMetrics and its text format alike). Other clients' classic text
+    format writes ``le="2"`` (Go's client does): Prometheus 3 normalises that to ``le="2.0"`` on ingestion,
+    Prometheus 2.x stores it as written. The regular expression matches both spellings, so the rules work with
+    every client on either server (the stack tests check both on the real servers).
     """
     text = repr(float(bound))
     if text.endswith(".0"):

@@ -102,6 +102,8 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
                         "llmmetrics-traces.jsonl); forces the local backend")
     source.add_argument("--loki-url", metavar="URL", help="query Loki instead (default LLMMETRICS_LOKI_URL)")
     source.add_argument("--loki-tenant", metavar="TENANT", help="X-Scope-OrgID (default LLMMETRICS_LOKI_TENANT)")
+    source.add_argument("--loki-ca-file", metavar="PEM", help="CA bundle to verify Loki's TLS certificate "
+                        "(default LLMMETRICS_LOKI_CA_FILE, else REQUESTS_CA_BUNDLE, else the system's roots)")
     source.add_argument("--scan-limit", type=int, default=DEFAULT_SCAN_LIMIT, metavar="N",
                         help="Loki: most entries read when sorting by a non-time field, aggregating or drawing a tree")
     source.add_argument("--print-logql", action="store_true", help="print the LogQL for these filters and exit")
@@ -221,14 +223,7 @@ class _LokiSource(_Source):
         self.query = query
         self.logql = build_logql(query, service=service, env=args.env,
                                  structured_metadata=config.loki_structured_metadata)
-        self.client = LokiClient(
-            url,
-            tenant=args.loki_tenant or config.loki_tenant,
-            username=config.loki_username,
-            password=config.loki_password,
-            bearer_token=config.loki_bearer_token,
-            timeout=config.loki_timeout_seconds,
-        )
+        self.client = LokiClient.from_config(config, url=url, tenant=args.loki_tenant, ca_file=args.loki_ca_file)
         self.read = 0
         self.capped_at: int | None = None
         self.scan_limit = args.scan_limit
@@ -256,8 +251,9 @@ class _LokiSource(_Source):
     def first(self, order: SortOrder, limit: int) -> list[Match]:
         if order.is_time:  # Loki answers in time order: the first `limit` entries are the answer
             return list(self.matches(limit, "backward" if order.descending else "forward"))
-        # any other order needs every match in the range (up to --scan-limit), then the best `limit`
-        return order.first(self.matches(self.scan_limit, "backward"), limit, record=lambda m: m.record)
+        # any other order needs every match in the range (up to --scan-limit), then the best `limit`; read
+        # oldest first, as the local scan does, so that ties are kept in the same order on both backends
+        return order.first(self.matches(self.scan_limit, "forward"), limit, record=lambda m: m.record)
 
     def footer(self) -> str:
         client = self.client
@@ -266,6 +262,7 @@ class _LokiSource(_Source):
             footer += f", Loki processed {_size(client.bytes_processed)}"
         if self.capped_at:
             footer += f"; stopped at --scan-limit {self.capped_at:,}: totals and order cover only those entries"
+        client.close()  # the footer is the last use
         return footer
 
 

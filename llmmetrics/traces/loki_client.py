@@ -10,27 +10,38 @@ Requests ask for ``X-Loki-Response-Encoding-Flags: categorize-labels`` so that L
 structured metadata in a third element (``[ts, line, {"structuredMetadata": {...}, "parsed": {...}}]``)
 instead of folding it into the stream labels; answers from older servers (two-element entries) decode too.
 
->>> client = LokiClient("http://127.0.0.1:3100")                                      # doctest: +SKIP
->>> lines = [e.line for e in client.entries('{service_name="llm-app"}', start_ns=0, end_ns=time.time_ns(),
-...                                         limit=100)]                                 # doctest: +SKIP
+HTTP is a ``requests.Session``: one pooled connection reused across pages, a timeout on every request,
+proxies from the environment (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``), TLS verified against
+``ca_file`` when given, else ``REQUESTS_CA_BUNDLE``, else the system's roots, and a bounded retry of
+429 and 5xx answers (``urllib3.util.Retry``: ``retries`` attempts, exponential backoff from 0.5 s, honouring
+``Retry-After``). Reads are idempotent GETs, so retrying them is always safe.
+
+>>> with LokiClient("http://127.0.0.1:3100", tenant="team-a") as client:               # doctest: +SKIP
+...     lines = [e.line for e in client.entries('{service_name="llm-app"}', start_ns=0,
+...                                             end_ns=time.time_ns(), limit=100)]
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import Any
 
 import orjson
+import requests
+
+from ..config import Config
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 __all__ = ["LokiClient", "LokiEntry", "LokiError", "LokiPage", "decode_query_range"]
 
 #: Loki's default ``max_entries_limit_per_query``; a page never asks for more.
 MAX_PAGE_SIZE = 5000
+#: Answers retried (after a backoff) before the error is reported.
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class LokiError(RuntimeError):
@@ -92,8 +103,20 @@ def decode_query_range(body: bytes, *, direction: str = "backward") -> LokiPage:
     return LokiPage(entries=entries, stats=data.get("stats") or {})
 
 
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
 class LokiClient:
-    """A small read-only Loki HTTP client (stdlib only): multi-tenant header, basic or bearer auth."""
+    """A read-only Loki HTTP client on a ``requests.Session``: tenant header, basic or bearer auth, TLS, proxies.
+
+    Close it (or use it as a context manager) to release its pooled connection.
+    """
 
     def __init__(
         self,
@@ -103,7 +126,9 @@ class LokiClient:
         username: str | None = None,
         password: str | None = None,
         bearer_token: str | None = None,
+        ca_file: str | None = None,
         timeout: float = 30.0,
+        retries: int = 3,
         page_size: int = 1000,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -114,38 +139,80 @@ class LokiClient:
         self.base_url = urllib.parse.urlunsplit(parts).rstrip("/")
         self.timeout = timeout
         self.page_size = min(page_size, MAX_PAGE_SIZE)
-        self.headers = {
+        # None: requests picks REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) from the environment, else certifi's roots
+        self._verify: str | None = ca_file
+        self.session = requests.Session()
+        self.session.headers.update({
             "Accept": "application/json",
             "X-Loki-Response-Encoding-Flags": "categorize-labels",
             "User-Agent": "llmmetrics-traces",
-        }
+        })
         if tenant:
-            self.headers["X-Scope-OrgID"] = tenant
+            self.session.headers["X-Scope-OrgID"] = tenant
+        # set explicitly, so that a ~/.netrc entry for the host cannot replace them
         if bearer_token:
-            self.headers["Authorization"] = f"Bearer {bearer_token}"
+            self.session.auth = _Bearer(bearer_token)
         elif username is not None:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {token}"
+            self.session.auth = requests.auth.HTTPBasicAuth(username, password or "")
+        # connection refused and 429/5xx are retried; a TLS failure (other) or a lost answer (read) is not
+        retry = Retry(total=retries, connect=retries, read=0, other=0, status=retries, backoff_factor=0.5,
+                      backoff_max=10.0, status_forcelist=RETRY_STATUSES, allowed_methods={"GET"},
+                      respect_retry_after_header=True, raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         #: what was read, for the command's footer: pages fetched, bytes Loki scanned, Loki's execution time
         self.pages = 0
         self.bytes_processed = 0
         self.exec_time_seconds = 0.0
 
+    @classmethod
+    def from_config(cls, config: Config, *, url: str | None = None, tenant: str | None = None,
+                    ca_file: str | None = None, **options: Any) -> LokiClient:
+        """A client for the Loki the configuration names (``LLMMETRICS_LOKI_*``); arguments win over it."""
+        target = url or config.loki_url
+        if not target:
+            raise LokiError("no Loki URL: pass one or set LLMMETRICS_LOKI_URL")
+        return cls(target, tenant=tenant or config.loki_tenant, username=config.loki_username,
+                   password=config.loki_password, bearer_token=config.loki_bearer_token,
+                   ca_file=ca_file or config.loki_ca_file, timeout=config.loki_timeout_seconds, **options)
+
+    def __enter__(self) -> LokiClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get(self, path: str, params: Mapping[str, str]) -> bytes:
+        """GET ``path`` under the base URL; the body of a 2xx answer, else :class:`LokiError` with Loki's text."""
+        try:
+            response = self.session.get(f"{self.base_url}{path}", params=params, timeout=self.timeout,
+                                        verify=self._verify)
+        except requests.exceptions.SSLError as error:
+            raise LokiError(f"TLS with Loki at {self.base_url} failed: {_reason(error)} (a private CA: "
+                            "--loki-ca-file, LLMMETRICS_LOKI_CA_FILE or REQUESTS_CA_BUNDLE)") from None
+        except requests.exceptions.ProxyError as error:
+            raise LokiError(f"the proxy for Loki at {self.base_url} failed: {_reason(error)} (HTTPS_PROXY, "
+                            "HTTP_PROXY; NO_PROXY to bypass it)") from None
+        except requests.exceptions.RequestException as error:
+            raise LokiError(f"cannot reach Loki at {self.base_url}: {_reason(error)}") from None
+        if response.status_code >= 400:
+            detail = response.content[:500].decode("utf-8", "replace").strip()
+            raise LokiError(f"Loki answered HTTP {response.status_code} for {path}: {detail}")
+        return response.content
+
     def query_range(self, logql: str, *, start_ns: int, end_ns: int, limit: int, direction: str) -> LokiPage:
         """One request: entries with ``start_ns <= ts < end_ns``, at most ``limit``, in ``direction`` order."""
-        params = urllib.parse.urlencode(
-            {"query": logql, "start": str(start_ns), "end": str(end_ns), "limit": str(limit), "direction": direction}
-        )
-        request = urllib.request.Request(f"{self.base_url}/loki/api/v1/query_range?{params}", headers=self.headers)
+        params = {"query": logql, "start": str(start_ns), "end": str(end_ns), "limit": str(limit),
+                  "direction": direction}
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read()[:500].decode("utf-8", "replace").strip()
-            raise LokiError(f"Loki answered HTTP {error.code} for {logql!r}: {detail}") from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise LokiError(f"cannot reach Loki at {self.base_url}: {reason}") from None
+            body = self.get("/loki/api/v1/query_range", params)
+        except LokiError as error:
+            raise LokiError(f"{error} (query {logql!r})") from None
         page = decode_query_range(body, direction=direction)
         self.pages += 1
         summary = page.stats.get("summary") or {}
@@ -205,3 +272,11 @@ class LokiClient:
                 end_ns = last_ts + 1
             else:
                 start_ns = last_ts
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, which says what went wrong (refused, timed out, …)."""
+    while error.__context__ is not None and not isinstance(error, OSError):
+        error = error.__context__
+    text = str(error.args[0] if len(error.args) == 1 and isinstance(error.args[0], BaseException) else error)
+    return text[:300]

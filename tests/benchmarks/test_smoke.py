@@ -99,6 +99,45 @@ def test_memory_samples_rss_and_holds_the_model_cap(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(600)
+def test_native_histograms_compares_classic_and_nhcb_on_the_real_prometheus(tmp_path: Path) -> None:
+    """native_histograms.py scrapes one demo with every mode and reports series, data and query times per server."""
+    from tests.support.binaries import binary
+
+    data = run("native_histograms.py", "--seconds", "12", "--repeats", "1", "--prometheus", binary("prometheus"),
+               results=tmp_path)
+    rows = {r["server"]: r for r in data["rows"]}
+    assert set(rows) == {"classic", "classic, _created kept", "nhcb, no flag", "nhcb", "nhcb+classic"}
+    for row in rows.values():
+        assert row["head_series"] > 0 and isinstance(row["panels_ms_total"], NUMBER)
+    panels, total = rows["classic"]["panels_with_data"].split("/")
+    assert int(total) >= 18
+
+
+@pytest.mark.timeout(600)
+def test_fake_server_measures_both_servers_on_both_workloads(tmp_path: Path) -> None:
+    """fake_server.py loads the hand-written server from git and llmmetrics.fake, and reports each one's cost."""
+    data = run("fake_server.py", "--quick", "--calls", "200", results=tmp_path)
+    rows = {(r["server"], r["workload"]): r for r in data["rows"]}
+    assert set(rows) == {(s, w) for s in ("before", "after") for w in ("chat", "chat_stream")}
+    for row in rows.values():
+        assert row["requests_per_s"] > 0 and row["cpu_us_per_request"] > 0 and row["one_core_requests_per_s"] > 0
+    assert isinstance(rows[("after", "chat")]["cpu_ratio_vs_before"], NUMBER)
+
+
+def test_pii_redaction_times_every_kind_against_the_secret_scrub(tmp_path: Path) -> None:
+    """pii_redaction.py times the secret scrub, each kind and all five on every record set, and the pipeline."""
+    data = run("pii_redaction.py", "--quick", results=tmp_path)
+    sets = {r["records"] for r in data["rows"]}
+    assert len(sets) == 6
+    for name in sets:
+        variants = {r["variant"] for r in data["rows"] if r["records"] == name}
+        assert variants == {"secret scrub (bar)", "email", "phone", "card", "ipv4", "ipv6", "all five kinds"}
+    for row in data["rows"] + data["pipeline"]:
+        assert isinstance(row["us_per_kb"], NUMBER) and row["us_per_kb"] >= 0 and row["record_kb"] > 0
+    assert [r["variant"] for r in data["pipeline"]] == ["pipeline", "pipeline + redact_pii (all kinds)"]
+
+
+@pytest.mark.timeout(600)
 def test_multiprocess_measures_the_exemplar_store_and_the_scrape(tmp_path: Path) -> None:
     """multiprocess.py times the counting step with and without the shared table, and /metrics over three
     workers' files with both collectors in both formats, exemplars served."""

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 import llmmetrics
 from llmmetrics.exemplars import read_exemplars
 from llmmetrics.exposition import ExemplarMultiProcessCollector
-from llmmetrics.fake_server import FakeLLMServer
+from llmmetrics.fake import FakeLLMServer
 from tests.support.llm import Traced
 from tests.support.processes import free_port
 

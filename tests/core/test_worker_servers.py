@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from llmmetrics.fake_server import FakeLLMServer, LatencyModel
+from llmmetrics.fake import FakeLLMServer, LatencyModel
 from tests.support.processes import wait_for
 from tests.support.prometheus import Prometheus
 from tests.support.worker_servers import SERVERS, WORKERS, WorkerServer

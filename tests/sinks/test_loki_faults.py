@@ -1,9 +1,13 @@
-"""Loki down, killed processes, 429 storms, poison batches, long outages: nothing lost silently, nothing twice."""
+"""Loki down, killed processes, 429 storms, flaky 5xx, long outages: nothing lost silently, nothing twice.
+
+These faults need timing the real Loki cannot be made to produce on cue (every third push failing, 429 with
+Retry-After, down and up again within milliseconds), so they run against the stand-in; a real Loki killed
+and restarted mid-run, and its own refusals, are in test_loki_real.py.
+"""
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import signal
 import subprocess
@@ -129,36 +133,6 @@ class TestRateLimited:
         gaps = [b - a for a, b in itertools.pairwise(failed)]
         assert max(gaps) < 0.3 + 1.0  # cap plus generous scheduling slack
         assert min(gaps) >= 0.04  # never a tight loop
-
-
-class TestPoison:
-    def test_a_rejected_batch_is_dropped_counted_logged_once_and_others_flow(
-            self, harness: Harness, loki: LokiContractServer, caplog: pytest.LogCaptureFixture) -> None:
-        """A 400 drops only the batch holding the poison record; it is counted and logged once per error text."""
-        caplog.set_level(logging.WARNING, logger="llmmetrics.loki")
-        loki.poison(lambda line: '"poison":true' in line)
-        sink = harness.sink(loki.url, loki_batch_wait_seconds=10)
-
-        def batch(first: int, poisoned: bool) -> None:
-            for i in range(first, first + 10):
-                r = record(i)
-                if poisoned and i == first + 3:
-                    r = r._replace(line=r.line[:-1] + b',"poison":true}')
-                sink.emit(r)
-            assert sink.flush(10)
-
-        batch(0, False)
-        batch(10, True)
-        batch(20, True)
-        batch(30, False)
-        lines = loki.lines()
-        delivered = Counter(index(line) for line in lines)
-        assert all(delivered[i] == 1 for i in [*range(10), *range(30, 40)])
-        assert not any('"poison":true' in line for line in lines)
-        assert harness.value("llmmetrics_records_dropped_total", sink="loki", reason="rejected") == 20
-        assert harness.value("llmmetrics_loki_pushes_total", outcome="rejected") == 2
-        warnings = [r for r in caplog.records if "rejected a batch" in r.getMessage()]
-        assert len(warnings) == 1 and "poison predicate" in warnings[0].getMessage()
 
 
 class TestBoundedMemory:

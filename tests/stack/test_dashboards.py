@@ -1,7 +1,7 @@
 """Contract tests for the generated Grafana dashboards (no Grafana server here).
 
 The dashboards are checked against the JSON schemas Grafana publishes for its dashboard model, panel
-plugins and query models (``shared/schemas/grafana``, additionalProperties: false), then for the project's
+plugins and query models (vendored in ``tests/stack/schemas/grafana``, additionalProperties: false), then for the project's
 own rules: current panel types, a unit on every axis, fixed datasource uids, thresholds equal to the alert
 rules' and only metric names the library exports.
 """

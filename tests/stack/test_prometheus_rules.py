@@ -13,22 +13,23 @@ from llmmetrics.stack.options import StackOptions
 from tests.stack.shared import REPO
 from tests.stack.stack_files import RULES_DIR, alerts
 from tests.stack.tools import binary, run
+from tests.support.binaries import Stack
 
 RULE_TESTS = sorted((REPO / "prometheus" / "tests").glob("*.test.yml"))
 
 
-def test_promtool_check_rules() -> None:
-    """promtool accepts every committed rule file."""
+def test_promtool_check_rules(stack: Stack) -> None:
+    """promtool of each Prometheus line accepts every committed rule file."""
     files = sorted(str(p) for p in RULES_DIR.glob("*.yml"))
     assert files
-    result = run([binary("promtool"), "check", "rules", *files])
+    result = run([binary(stack.promtool), "check", "rules", *files])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("test_file", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
-def test_promtool_rule_unit_tests(test_file: Path) -> None:
-    """promtool's rule unit tests pass (each alert shown firing and not firing)."""
-    result = run([binary("promtool"), "test", "rules", test_file.name], cwd=test_file.parent, timeout=180)
+def test_promtool_rule_unit_tests(test_file: Path, stack: Stack) -> None:
+    """promtool's rule unit tests pass on each Prometheus line (each alert shown firing and not firing)."""
+    result = run([binary(stack.promtool), "test", "rules", test_file.name], cwd=test_file.parent, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -101,12 +102,12 @@ tests:
 """
 
 
-def test_spend_alert_with_a_budget_fires_on_a_fresh_install(tmp_path: Path) -> None:
+def test_spend_alert_with_a_budget_fires_on_a_fresh_install(tmp_path: Path, stack: Stack) -> None:
     """With --daily-budget-usd the forecast is the budget, so the spend alert needs no history."""
     for relative, text in generate.render(StackOptions(daily_budget_usd=10.0)).items():
         if relative.startswith("prometheus/rules/"):
             (tmp_path / "rules").mkdir(exist_ok=True)
             (tmp_path / "rules" / Path(relative).name).write_text(text)
     (tmp_path / "budget.test.yml").write_text(_BUDGET_TEST)
-    result = run([binary("promtool"), "test", "rules", "budget.test.yml"], cwd=tmp_path)
+    result = run([binary(stack.promtool), "test", "rules", "budget.test.yml"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,14 +1,15 @@
 """The hand-written server configs: compose, Prometheus, Alertmanager, Loki and Grafana provisioning.
 
-Compose is validated against the Compose specification's JSON schema; Prometheus and Alertmanager configs by
-their own tools (promtool, amtool). Loki has no offline checker here (no Loki binary), so its config is
-checked for the settings the stack relies on.
+Compose is validated against the Compose specification's JSON schema and must pin the server versions the
+tests run; each server's config is accepted by that server's own checker (promtool, amtool, `loki
+-verify-config`), and the settings the stack relies on are checked too.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +24,8 @@ from tests.support.logql_grammar import logql_parse_errors
 from tests.stack.shared import REPO, load_schema
 from tests.stack.stack_files import substitute
 from tests.stack.tools import binary, run
+from tests.support.binaries import PINNED, Stack, version
+from tests.support.loki_server import LokiServer
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -85,6 +88,33 @@ def test_every_image_tag_is_pinned() -> None:
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base)
 
 
+def _image_tag(service: str) -> str:
+    return SERVICES[service]["image"].rsplit(":", 1)[1].removeprefix("v")
+
+
+@pytest.mark.parametrize(("service", "server"), [("prometheus", "prometheus"), ("alertmanager", "alertmanager"),
+                                                 ("loki", "loki")])
+def test_compose_pins_the_server_versions_the_tests_ran(service: str, server: str) -> None:
+    """Each server image in docker-compose.yml has exactly the version of the binary the tests run."""
+    assert _image_tag(service) == version(server) == PINNED[f"{server.upper()}_VERSION"]
+
+
+def test_compose_pins_a_current_grafana() -> None:
+    """Grafana is the pinned 12.x/13.x release (it imports the classic dashboard JSON the tests validate)."""
+    assert _image_tag("grafana") == PINNED["GRAFANA_VERSION"] and int(PINNED["GRAFANA_VERSION"].split(".")[0]) >= 12
+
+
+def test_testing_doc_states_the_pinned_versions() -> None:
+    """docs/testing.md's version table names the pinned Prometheus, Alertmanager and Loki and their images."""
+    text = (REPO / "docs" / "testing.md").read_text()
+    table = text[text.index("## Server versions"):text.index("## How the binaries are found")]
+    for key in ("PROMETHEUS_VERSION", "ALERTMANAGER_VERSION", "LOKI_VERSION"):
+        assert PINNED[key] in table, key
+    for service in ("prometheus", "alertmanager", "loki"):
+        assert SERVICES[service]["image"] in table, service
+    assert PINNED["GRAFANA_VERSION"] in table
+
+
 def test_ports_are_published_on_loopback_only() -> None:
     """Every published port is bound to 127.0.0.1."""
     ports = [(n, p) for n, s in SERVICES.items() for p in s.get("ports", [])]
@@ -135,16 +165,16 @@ def test_grafana_mounts_match_the_provisioning() -> None:
 
 # --- Prometheus and Alertmanager ------------------------------------------------------------------------
 
-def test_promtool_check_config() -> None:
-    """promtool accepts prometheus.yml, including the rule files it loads."""
-    result = run([binary("promtool"), "check", "config", str(REPO / "prometheus" / "prometheus.yml")])
+def test_promtool_check_config(stack: Stack) -> None:
+    """promtool of each Prometheus line accepts prometheus.yml, including the rule files it loads."""
+    result = run([binary(stack.promtool), "check", "config", str(REPO / "prometheus" / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout + result.stderr
 
 
-def test_amtool_check_config() -> None:
-    """amtool accepts alertmanager.yml."""
-    result = run([binary("amtool"), "check-config", str(REPO / "alertmanager" / "alertmanager.yml")])
+def test_amtool_check_config(stack: Stack) -> None:
+    """amtool of each tested Alertmanager accepts alertmanager.yml."""
+    result = run([binary(stack.amtool), "check-config", str(REPO / "alertmanager" / "alertmanager.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -153,10 +183,10 @@ def test_amtool_check_config() -> None:
     (["alertname=LLMRateLimited", "severity=ticket", "service=llm-app", "model=gpt-4o"], "ticket"),
     (["alertname=Watchdog"], "default"),
 ])
-def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
+def test_alertmanager_routes_by_severity(labels: list[str], receiver: str, stack: Stack) -> None:
     """amtool's route test sends pages to `page`, tickets to `ticket`, anything else to `default`."""
     config = str(REPO / "alertmanager" / "alertmanager.yml")
-    result = run([binary("amtool"), "config", "routes", "test", f"--config.file={config}", *labels])
+    result = run([binary(stack.amtool), "config", "routes", "test", f"--config.file={config}", *labels])
     assert result.stdout.strip() == receiver, result.stdout + result.stderr
 
 
@@ -172,6 +202,33 @@ def test_alertmanager_groups_and_inhibits_as_documented() -> None:
 
 
 # --- Loki -----------------------------------------------------------------------------------------------
+
+def test_loki_accepts_its_config() -> None:
+    """The real Loki's own checker (`-verify-config`) accepts loki/loki-config.yml."""
+    result = run([binary("loki"), f"-config.file={REPO / 'loki' / 'loki-config.yml'}", "-verify-config"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_loki_checker_has_teeth(tmp_path: Path) -> None:
+    """The same check rejects a config with a misspelt setting."""
+    broken = tmp_path / "loki.yml"
+    broken.write_text((REPO / "loki" / "loki-config.yml").read_text().replace("max_line_size:", "max_lin_size:"))
+    assert run([binary("loki"), f"-config.file={broken}", "-verify-config"]).returncode != 0
+
+
+def test_compose_loki_health_check_runs_on_the_real_loki(tmp_path: Path) -> None:
+    """The compose health check (`loki -health`) fails while Loki is down and passes once it is ready, on the
+    port the committed config listens on."""
+    check = SERVICES["loki"]["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "/usr/bin/loki"] and "-health" in check
+    assert _yaml("loki/loki-config.yml")["server"]["http_listen_port"] == 3100  # the check's default URL
+    loki = LokiServer(tmp_path, auth_enabled=False)
+    command = [binary("loki"), *check[2:], f"-health.url={loki.url}/ready"]
+    assert run(command).returncode == 1
+    with loki:
+        result = run(command)
+        assert result.returncode == 0, result.stdout + result.stderr
+
 
 def _size(text: str) -> int:
     number, unit = re.fullmatch(r"(\d+)(KB|MB)?", str(text)).groups()

@@ -1,21 +1,32 @@
-"""Shared by the Loki sink tests: synthetic records, a harness that closes its sinks, a Loki stand-in."""
+"""Shared by the Loki tests: synthetic records, a harness that closes its sinks, the real Loki shared by the
+session (each test in a tenant of its own), and the Loki stand-in."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.loki_contract_server import LokiContractServer
 from prometheus_client import CollectorRegistry
+
+from tests.support.loki_contract_server import LokiContractServer
+from tests.support.loki_server import LokiServer
+from tests.support.tls_proxy import no_proxy_environment, proxy, tls_loki
+from tests.support.workload import workload
 
 from llmmetrics.config import Config
 from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks.loki import LokiSink
 
-__all__ = ["Harness", "harness", "index", "loki", "record"]
+__all__ = ["Harness", "harness", "index", "loki", "no_proxy_environment", "proxy", "real_loki", "record", "tenant",
+           "tls_loki", "workload"]
+
+_tenants = itertools.count(1)
 
 
 def record(i: int, *, ts_ns: int | None = None, level: str = "info", provider: str = "openai",
@@ -58,3 +69,16 @@ def harness() -> Iterator[Harness]:
 def loki() -> Iterator[LokiContractServer]:
     with LokiContractServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def real_loki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LokiServer]:
+    """One real Loki for the session (it answers a quarter of a second after it starts), shipped config, auth on."""
+    with LokiServer(Path(tmp_path_factory.mktemp("loki"))) as server:
+        yield server
+
+
+@pytest.fixture()
+def tenant(request: pytest.FixtureRequest) -> str:
+    """A tenant of the shared Loki for this test alone: its streams, limits and discard counts are its own."""
+    return f"t{next(_tenants)}-" + re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:100]

@@ -1,20 +1,25 @@
-"""A stand-in for Loki that enforces Loki's documented push contract, for tests and benchmarks.
+"""A stand-in for Loki that enforces Loki's push contract, for the fault tests the real Loki cannot serve.
 
-It is not Loki: it stores nothing but what it accepted, and answers only ``POST /loki/api/v1/push``. But it
-refuses what Loki's distributor refuses, with Loki's status codes and error texts:
+It is not Loki: it stores nothing but what it accepted, and answers only pushes. But it refuses what Loki's
+distributor refuses, with Loki's status codes and error texts:
 
-- path ``/loki/api/v1/push`` (404 otherwise), method POST (405);
-- ``Content-Type: application/json`` (415 otherwise: this stand-in does not decode protobuf);
-- ``Content-Encoding`` ``gzip`` or none (415 for others, 400 for a body that does not gunzip);
-- the JSON shape ``{"streams":[{"stream":{...},"values":[["<ns>","<line>",{metadata}?]]}]}``;
-  timestamps must be strings of nanoseconds (Loki rejects numbers);
-- label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one and at most 15 labels, values at most 2048 chars;
-- structured metadata an object of string to string (and refused entirely when emulating Loki 2.x);
-- lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week);
-- entries of one stream in one push in timestamp order.
+- path ``/loki/api/v1/push`` (404 otherwise, also for the legacy ``/api/prom/push``), method POST (405);
+- ``Content-Type: application/json`` (400 otherwise: this stand-in does not decode protobuf);
+- ``Content-Encoding`` ``gzip`` or none (400 for others and for a body that does not gunzip);
+- the JSON shape ``{"streams":[{"stream":{...},"values":[["<ns>","<line>",{metadata}?]]}]}``, at least one
+  stream (422 otherwise); timestamps must be strings of nanoseconds (Loki rejects numbers); an entry with
+  an empty line (or none) is dropped without an error, as Loki does;
+- label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one and at most 15 labels, values at most 2048 chars; a
+  stream that breaks these is refused alone, the push's other streams are kept;
+- structured metadata an object of string to string; names
+  that are not label names are stored sanitised as Loki does (``1bad`` becomes ``key_1bad``);
+- lines at most 256 KB, timestamps no older than ``reject_old_samples_max_age`` (1 week).
 
-Like Loki, a structural error refuses the whole push; an entry-level error (line too long, too old, out of
-order, or the ``poison`` predicate) discards that entry, keeps the others and answers 400 with the error.
+Like Loki 3, a structural error refuses the whole push; an entry-level error (line too long, too old, or the
+``poison`` predicate) discards that entry, keeps the others and answers 400 with the errors grouped as Loki's
+distributor groups them (``"2 errors like: …; 1 errors like: …"``). Entries out of order within a stream
+are accepted, as Loki 3 does (unordered writes); ``tests/sinks/test_loki_differential.py`` sends the same
+pushes here and to a real Loki and compares the answers.
 
 It can be told to fail (500, always or every n-th push), stall (hold requests unanswered until released), answer 429 with
 ``Retry-After``, or go down (stop listening and cut open connections) and come back up on the same port.
@@ -60,6 +65,20 @@ class Attempt(NamedTuple):
     headers: dict[str, str]
 
 
+def _metadata_name(name: str) -> str:
+    """Loki's sanitising of a structured metadata name: invalid characters become _, a leading digit key_."""
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return "key_" + name if name[:1].isdigit() else name
+
+
+class _StreamRejected(Exception):
+    """A label error: Loki refuses that stream alone."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 class _PushRejected(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)
@@ -71,8 +90,27 @@ def _labels_string(labels: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
+def _rfc3339(ts_ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ns // 10**9))
+
+
+def _grouped(errors: list[tuple[str, str]]) -> list[str]:
+    """Loki's distributor answer to (kind, text) errors: one error alone, else ``"<n> errors like: <first
+    text>"`` per kind, joined by "; "."""
+    if len(errors) <= 1:
+        return [text for _, text in errors]
+    kinds: dict[str, list[str]] = {}
+    for kind, text in errors:
+        kinds.setdefault(kind, []).append(text)
+    return ["; ".join(f"{len(texts)} errors like: {texts[0]}" for texts in kinds.values())]
+
+
 class LokiContractServer:
-    """Loki's push endpoint on 127.0.0.1, validating every push; see the module docstring."""
+    """Loki's push endpoint on 127.0.0.1, validating every push; see the module docstring.
+
+    ``structured_metadata=False`` answers as a Loki with ``allow_structured_metadata: false`` (and as Loki 2.x
+    refuses metadata): entries carrying some are refused, the others kept.
+    """
 
     def __init__(self, *, port: int = 0, structured_metadata: bool = True) -> None:
         self.structured_metadata = structured_metadata
@@ -210,7 +248,7 @@ class LokiContractServer:
         """Entries accepted and the entry-level errors; raises _PushRejected for a refused push."""
         ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype != "application/json":
-            raise _PushRejected(415, f"unsupported Content-Type {ctype!r}: this stand-in accepts application/json")
+            raise _PushRejected(400, f"unsupported Content-Type {ctype!r}: this stand-in decodes application/json only")
         encoding = (headers.get("Content-Encoding") or "").strip().lower()
         if encoding == "gzip":
             try:
@@ -218,42 +256,49 @@ class LokiContractServer:
             except (OSError, EOFError, zlib.error) as e:
                 raise _PushRejected(400, f"gzip: invalid body: {e}") from None
         elif encoding not in ("", "identity"):
-            raise _PushRejected(415, f"Content-Encoding {encoding!r} not supported")
+            raise _PushRejected(400, f'Content-Encoding "{encoding}" not supported')
         try:
             body = json.loads(raw)
         except ValueError as e:
             raise _PushRejected(400, f"loghttp.PushRequest: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("streams"), list):
             raise _PushRejected(400, "loghttp.PushRequest: \"streams\" must be an array")
+        if not body["streams"]:
+            raise _PushRejected(422, "error at least one valid stream is required for ingestion")
         now = time.time_ns()
         accepted: list[Entry] = []
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []
         for stream in body["streams"]:
-            labels = self._check_labels(stream)
-            values = stream.get("values")
+            values = stream.get("values") if isinstance(stream, dict) else None
             if not isinstance(values, list):
                 raise _PushRejected(400, "loghttp.PushRequest.Streams: \"values\" must be an array")
-            last_ts = None
-            for value in values:
-                ts, line, meta = self._check_entry(value)
-                shown = _labels_string(labels)
+            entries = [self._check_entry(value) for value in values]
+            try:
+                labels = self._check_labels(stream)
+            except _StreamRejected as e:  # like Loki: this stream is refused, the others are kept
+                errors.append(("labels", e.text))
+                continue
+            shown = _labels_string(labels)
+            for ts, line, meta in entries:
+                if not line:
+                    continue
+                if meta and not self.structured_metadata:
+                    errors.append(("metadata", f"stream '{shown}' includes structured metadata, but this feature is "
+                                               "disallowed. Please see `limits_config.allow_structured_metadata` or "
+                                               "contact your Loki administrator to enable it"))
+                    continue
                 if len(line.encode()) > MAX_LINE_BYTES:
-                    error = (f"Max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
+                    kind, error = "line_too_long", (f"max entry size '{MAX_LINE_BYTES}' bytes exceeded for stream '{shown}' while adding "
                              f"an entry with length '{len(line.encode())}' bytes")
                 elif ts < now - REJECT_OLD_SAMPLES_MAX_AGE_NS:
-                    error = f"entry for stream '{shown}' has timestamp too old: {ts}"
-                elif last_ts is not None and ts < last_ts:
-                    error = f"entry with timestamp {ts} ignored, reason: 'entry out of order' for stream: {shown}"
+                    kind, error = "too_old", f"entry for stream '{shown}' has timestamp too old: {_rfc3339(ts)}"
                 elif self._poison is not None and self._poison(line):
-                    error = f"entry for stream '{shown}' refused by the test's poison predicate"
+                    kind, error = "poison", f"entry for stream '{shown}' refused by the test's poison predicate"
                 else:
                     accepted.append(Entry(labels, ts, line, meta))
-                    last_ts = ts
                     continue
-                errors.append(error)
-                if last_ts is None or ts > last_ts:
-                    last_ts = ts
-        return accepted, errors
+                errors.append((kind, error))
+        return accepted, _grouped(errors)
 
     @staticmethod
     def _check_labels(stream: Any) -> dict[str, str]:
@@ -262,22 +307,23 @@ class LokiContractServer:
             raise _PushRejected(400, "loghttp.PushRequest.Streams: \"stream\" must be an object of strings")
         labels = {k: v for k, v in labels.items() if v != ""}
         if not labels:
-            raise _PushRejected(400, "error at least one label pair is required per stream")
+            raise _StreamRejected("error at least one label pair is required per stream")
         shown = _labels_string(labels)
         for name, value in labels.items():
             if not _LABEL_NAME.match(name):
-                raise _PushRejected(400, f"Error parsing labels '{shown}' with error: invalid label name {name!r}")
+                raise _StreamRejected(f"couldn't parse labels: parse error: invalid label name {name!r}")
             if len(value) > MAX_LABEL_VALUE_CHARS:
-                raise _PushRejected(400, f"stream '{shown}' has label value too long: '{value}'")
-        if len(labels) > MAX_LABEL_NAMES:
-            raise _PushRejected(400, f"entry for stream '{shown}' has {len(labels)} label names; limit {MAX_LABEL_NAMES}")
+                raise _StreamRejected(f"stream '{shown}' has label value too long: '{value}'")
+        counted = len([name for name in labels if name != "service_name"])  # Loki 3 does not count it
+        if counted > MAX_LABEL_NAMES:
+            raise _StreamRejected(f"entry for stream '{shown}' has {counted} label names; limit {MAX_LABEL_NAMES}")
         return labels
 
     def _check_entry(self, value: Any) -> tuple[int, str, dict[str, str]]:
-        if not isinstance(value, list) or len(value) not in (2, 3):
+        if not isinstance(value, list) or len(value) not in (1, 2, 3):
             raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: an entry must be [ts, line] or "
                                      "[ts, line, structured metadata]")
-        ts, line = value[0], value[1]
+        ts, line = value[0], value[1] if len(value) > 1 else ""
         if not isinstance(ts, str) or not ts.isdigit():
             raise _PushRejected(400, f"loghttp.PushRequest.Streams.Values: timestamp must be a string of "
                                      f"nanoseconds, got {ts!r}")
@@ -285,17 +331,12 @@ class LokiContractServer:
             raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: line must be a string")
         meta: dict[str, str] = {}
         if len(value) == 3:
-            if not self.structured_metadata:
-                raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: structured metadata is not "
-                                         "supported by this Loki (2.x)")
             meta = value[2]
             if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in meta.items()):
                 raise _PushRejected(400, "loghttp.PushRequest.Streams.Values: structured metadata must be an "
                                          "object of string to string")
-            for name in meta:
-                if not _LABEL_NAME.match(name):
-                    raise _PushRejected(400, f"invalid structured metadata name {name!r}")
+            meta = {_metadata_name(name): value for name, value in meta.items()}
         return int(ts), line, meta
 
 

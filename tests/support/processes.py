@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -81,15 +81,17 @@ def _session_alive(sid: int) -> bool:
     return True
 
 
-def wait_for(what: str, check: Callable[[], T | None], deadline: float, servers: Sequence[Started] = (),
-             interval: float = 0.2) -> T:
-    """Poll ``check`` until it returns a value; fail with ``what`` at the deadline or if a server exited."""
+def wait_for(what: str, check: Callable[[], T | None], deadline: float,
+             servers: Sequence[Started | subprocess.Popen[Any]] = (), interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns a value; fail with ``what`` at the deadline or if a server exited
+    (showing the end of its log when it is a ``Started``)."""
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         for server in servers:
-            if not server.alive():
-                pytest.fail(f"{server.proc.args[0]} exited with {server.proc.returncode} while waiting for {what}:\n"
-                            f"{server.tail()}")
+            proc = server.proc if isinstance(server, Started) else server
+            if proc.poll() is not None:
+                tail = f":\n{server.tail()}" if isinstance(server, Started) else ""
+                pytest.fail(f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}{tail}")
         try:
             value = check()
             if value is not None:
@@ -97,5 +99,5 @@ def wait_for(what: str, check: Callable[[], T | None], deadline: float, servers:
         except (OSError, ValueError, KeyError) as exc:
             last_error = exc
         time.sleep(interval)
-    tails = "\n".join(f"--- {s.log.name}\n{s.tail()}" for s in servers)
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})\n{tails}")
+    tails = "".join(f"\n--- {s.log.name}\n{s.tail()}" for s in servers if isinstance(s, Started))
+    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r}){tails}")

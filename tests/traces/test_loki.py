@@ -14,9 +14,11 @@ against Grafana's grammar), and both backends must give the same answer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -29,6 +31,8 @@ from tests.traces.test_local import FILTERS, TRACE, agent_run, dataset, ids_of
 
 from llmmetrics.cli import main as llmmetrics_main
 from llmmetrics.traces.loki_client import LokiClient, LokiError, decode_query_range
+from tests.support.loki_server import LokiServer, wait_until
+from tests.support.workload import Workload
 
 
 def main(args: list[str]) -> int:
@@ -93,9 +97,12 @@ def selects(query: str) -> Callable[[Entry], bool]:
 class FakeLoki:
     """A query_range endpoint over a fixed list of entries, with Loki's range, limit and direction semantics."""
 
-    def __init__(self, entries: list[Entry], *, fail_with: tuple[int, str] | None = None) -> None:
+    def __init__(self, entries: list[Entry], *, fail_with: tuple[int, str] | None = None, failures: int = -1,
+                 headers: dict[str, str] | None = None) -> None:
         self.entries = entries
         self.fail_with = fail_with
+        self.failures = failures  # answer fail_with this many times (-1: always), then normally
+        self.fail_headers = headers or {}
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -122,8 +129,9 @@ class FakeLoki:
         parsed = urllib.parse.urlsplit(request.path)
         params = dict(urllib.parse.parse_qsl(parsed.query))
         self.requests.append({"path": parsed.path, "params": params, "headers": {k.lower(): v for k, v in request.headers.items()}})
-        if self.fail_with:
-            self.reply(request, self.fail_with[0], self.fail_with[1].encode(), "text/plain")
+        if self.fail_with and self.failures != 0:
+            self.failures -= 1
+            self.reply(request, self.fail_with[0], self.fail_with[1].encode(), "text/plain", self.fail_headers)
             return
         if parsed.path != "/loki/api/v1/query_range":
             self.reply(request, 404, b"404 page not found\n", "text/plain")
@@ -152,8 +160,11 @@ class FakeLoki:
         self.reply(request, 200, orjson.dumps({"status": "success", "data": data}), "application/json")
 
     @staticmethod
-    def reply(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+    def reply(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
         request.send_response(code)
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
         request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
@@ -285,10 +296,11 @@ class TestPaging:
         with FakeLoki(numbered(1, [1]), fail_with=(500, "internal")) as fake:
             url = fake.url.replace("http://", "http://reader:s3cret@")
             with pytest.raises(LokiError) as caught:
-                LokiClient(url).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+                LokiClient(url, retries=0).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
         assert fake.requests[0]["headers"]["authorization"] == "Basic cmVhZGVyOnMzY3JldA=="
         with pytest.raises(LokiError) as caught:
-            LokiClient(url, timeout=5).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1, direction="backward")
+            LokiClient(url, timeout=5, retries=0).query_range('{a="b"}', start_ns=0, end_ns=10, limit=1,
+                                                              direction="backward")
         assert "s3cret" not in str(caught.value) and "cannot reach Loki at http://127.0.0.1:" in str(caught.value)
 
     def test_http_errors_and_unreachable_servers_raise_loki_error(self) -> None:
@@ -298,7 +310,27 @@ class TestPaging:
                 LokiClient(fake.url).query_range("{a=}", start_ns=0, end_ns=1, limit=1, direction="backward")
             url = fake.url
         with pytest.raises(LokiError, match="cannot reach Loki"):
-            LokiClient(url, timeout=5).query_range("{a=\"b\"}", start_ns=0, end_ns=1, limit=1, direction="backward")
+            LokiClient(url, timeout=5, retries=0).query_range("{a=\"b\"}", start_ns=0, end_ns=1, limit=1,
+                                                              direction="backward")
+
+    def test_429_and_5xx_are_retried_a_bounded_number_of_times(self) -> None:
+        """A 503 then a 429 (Retry-After: 0) are retried and the third answer is read; a lasting 500 is
+        reported after 1 + retries requests, with Loki's text."""
+        with FakeLoki(numbered(2, [2, 1]), fail_with=(503, "too busy"), failures=1) as fake:
+            client = LokiClient(fake.url)
+            assert len(client.query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                          direction="backward").entries) == 2
+        assert len(fake.requests) == 2
+        with FakeLoki(numbered(2, [2, 1]), fail_with=(429, "slow down"), failures=2,
+                      headers={"Retry-After": "0"}) as fake:
+            LokiClient(fake.url, retries=2).query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                                         direction="backward")
+        assert len(fake.requests) == 3
+        with FakeLoki([], fail_with=(500, "ingester down"), headers={"Retry-After": "0"}) as fake:
+            with pytest.raises(LokiError, match="HTTP 500.*ingester down"):
+                LokiClient(fake.url, retries=2).query_range('{service_name="s"}', start_ns=0, end_ns=10, limit=5,
+                                                             direction="backward")
+        assert len(fake.requests) == 3
 
 
 @pytest.fixture()
@@ -403,3 +435,84 @@ class TestCommandOnLoki:
         assert code == 1 and out == ""
         assert "HTTP 400" in err and "at least one regexp" in err
 
+
+
+class TestTransportToARealLoki:
+    """`--loki-url` through a real HTTP proxy (tinyproxy) and to a real Loki serving TLS with a private CA."""
+
+    @pytest.fixture()
+    def tls_workload(self, workload: Workload, tls_loki: LokiServer) -> Workload:
+        """The session's workload records, pushed as the sink writes them into the TLS Loki (once)."""
+        tenant = "tls-" + workload.tenant
+        if not tls_loki.entries(tenant, '{service_name="checkout"}'):
+            streams = [{"stream": e.stream, "values": [[str(e.ts_ns), e.line, e.metadata]]}
+                       for e in entries_of(workload.records())]
+            status, body = tls_loki.push(tenant, orjson.dumps({"streams": streams}), {"Content-Type": "application/json"})
+            assert status == 204, body
+        return dataclasses.replace(workload, tenant=tenant, loki=tls_loki)
+
+    @staticmethod
+    def ask(capsys, w: Workload, *extra: str) -> tuple[int, str, str]:
+        return run_cli(capsys, "--loki-url", w.loki.url, "--loki-tenant", w.tenant, "--service", "checkout",
+                       "--status", "error", "--format", "json", *extra)
+
+    @staticmethod
+    def errors(w: Workload) -> list[str]:
+        return sorted(json.dumps(r, separators=(",", ":")) for r in w.records()
+                      if r["kind"] == "call" and r["status"] == "error")
+
+    def test_a_private_ca_from_the_option_or_requests_ca_bundle(self, tls_workload, capsys,
+                                                                no_proxy_environment) -> None:
+        """--loki-ca-file or REQUESTS_CA_BUNDLE verifies the private CA; without it the command says what to set."""
+        code, out, err = self.ask(capsys, tls_workload)
+        assert code == 1 and "TLS with Loki at https://127.0.0.1:" in err and "--loki-ca-file" in err, err
+        ca = str(tls_workload.loki.tls.ca)
+        code, out, err = self.ask(capsys, tls_workload, "--loki-ca-file", ca)
+        assert code == 0, err
+        assert sorted(json.dumps(json.loads(line), separators=(",", ":")) for line in out.splitlines()) == \
+            self.errors(tls_workload)
+        no_proxy_environment.setenv("REQUESTS_CA_BUNDLE", ca)
+        assert self.ask(capsys, tls_workload)[:2] == (0, out)
+
+    def test_the_proxy_from_the_environment_unless_no_proxy(self, workload, tls_workload, proxy, capsys,
+                                                            no_proxy_environment) -> None:
+        """HTTP_PROXY forwards the plain-HTTP reads, HTTPS_PROXY tunnels the TLS ones; NO_PROXY bypasses both."""
+        no_proxy_environment.setenv("HTTP_PROXY", proxy.url)
+        no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+        code, plain, err = self.ask(capsys, workload)
+        assert code == 0, err
+        code, tunnelled, err = self.ask(capsys, tls_workload, "--loki-ca-file", str(tls_workload.loki.tls.ca))
+        assert code == 0 and tunnelled == plain, err
+        get = f"GET {workload.loki.url}/loki/api/v1/query_range?"
+        connect = f"CONNECT 127.0.0.1:{tls_workload.loki.http_port} HTTP/1.0"
+        assert wait_until(lambda: any(r.startswith(get) for r in proxy.requests()) and connect in proxy.requests(),
+                          10), proxy.requests()
+        seen = len(proxy.requests())
+        no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+        assert self.ask(capsys, workload)[:2] == (0, plain)
+        assert len(proxy.requests()) == seen
+
+
+class TestPagingOnARealLoki:
+    def test_pages_across_runs_of_equal_timestamps_read_every_entry_once_in_order(self, real_loki, tenant) -> None:
+        """23 entries in two streams with runs of equal timestamps, pages of 4 (and of 3 for the longest run):
+        the real Loki's answers, paged backward and forward, give each entry once, in time order."""
+        base = time.time_ns() - 10**9
+        offsets = [100, 100, 100, 90, 90, 80, 70, 70, 70, 70, 70, 60, 50, 50, 40, 30, 30, 30, 20, 10, 10, 10, 10]
+        entries = [Entry(base + ts, f"line-{i}", {"service_name": "s", "level": ("info", "error")[i % 2]})
+                   for i, ts in enumerate(offsets)]
+        body = {"streams": [{"stream": e.stream, "values": [[str(e.ts_ns), e.line]]} for e in entries]}
+        status, text = real_loki.push(tenant, orjson.dumps(body), {"Content-Type": "application/json"})
+        assert status == 204, text
+        real_loki.wait_for_count(tenant, '{service_name="s"}', len(entries))
+        by_line = {e.line: e.ts_ns for e in entries}
+        for page_size in (4, 3):
+            for direction in ("backward", "forward"):
+                client = LokiClient(real_loki.url, tenant=tenant, page_size=page_size)
+                lines = [e.line for e in client.entries('{service_name="s"}', start_ns=base, end_ns=base + 1000,
+                                                       limit=1000, direction=direction)]
+                assert sorted(lines) == sorted(by_line), (page_size, direction)
+                stamps = [by_line[line] for line in lines]
+                assert stamps == sorted(stamps, reverse=direction == "backward"), (page_size, direction)
+                assert client.pages > len(entries) // page_size
+                client.close()

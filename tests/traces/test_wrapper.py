@@ -1,6 +1,6 @@
 """`llmmetrics traces` over what the real wrapper writes: the instrumented openai client against the fake LLM
-server, records rotated across many small files by the file sink, and the same calls shipped to the Loki
-stand-in and read back through query_range.
+server, records rotated across many small files by the file sink, and the same calls shipped by the Loki sink
+to a real Loki and read back through query_range.
 
 Each filter's answer is compared with a reference computed independently (``json`` module, plain Python
 over every line of every file), plus absolute checks where the calls made fix the answer.
@@ -9,94 +9,32 @@ over every line of every file), plus absolute checks where the calls made fix th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import re
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
-from tests.support.loki_contract_server import LokiContractServer
-from prometheus_client import CollectorRegistry
-from tests.traces.test_loki import Entry, FakeLoki
 
-import llmmetrics
 from llmmetrics.cli import main as llmmetrics_main
-from llmmetrics.fake_server import FakeLLMServer, LatencyModel
 from llmmetrics.traces.local import trace_files
+from tests.support.workload import Workload, read_records
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(args: list[str]) -> int:
     """`llmmetrics traces ARGS` through the real command-line entry point."""
     return llmmetrics_main(["traces", *args])
 
-SLOW = LatencyModel(time_to_first_token=(1.0, 1.0), per_token=(0.0, 0.0), slow_share=0.0)
-FAULT = {"x-fake-fault": "rate_limit"}
-
-
-def make_calls(client: openai.OpenAI, slow_client: openai.OpenAI) -> str:
-    """A small production day: users, flags, every operation, a stream, failures, and an agent run."""
-    ask = [{"role": "user", "content": "what is the invoice total?"}]
-    with llmmetrics.bind_context(user_id="u-42", feature_flags={"new_prompt": True}):
-        client.chat.completions.create(model="gpt-4o-mini", messages=ask)
-        with pytest.raises(openai.RateLimitError):
-            client.chat.completions.create(model="gpt-4o-mini", messages=ask, extra_headers=FAULT)
-    with llmmetrics.bind_context(user_id="u-7", request_id="r-9", feature_flags={"new_prompt": False}):
-        client.embeddings.create(model="text-embedding-3-small", input="hello")
-        stream = client.chat.completions.create(model="gpt-4o", messages=ask, stream=True,
-                                                stream_options={"include_usage": True})
-        for _ in stream:
-            pass
-        client.responses.create(model="gpt-4o-mini", input="summarise the refund policy")
-        slow_client.chat.completions.create(model="gpt-4o-mini", messages=ask)
-    with llmmetrics.bind_context(user_id="u-42", feature_flags={"new_prompt": True}), \
-            llmmetrics.trace_run("planner") as run:
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "plan"}])
-        with llmmetrics.trace_run("search"), pytest.raises(openai.InternalServerError):
-            client.chat.completions.create(model="gpt-4o", messages=ask, extra_headers={"x-fake-fault": "server_error"})
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "answer"}])
-    for i in range(12):  # more traffic, written batch by batch, so the small file rotates several times
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"filler {i}"}])
-        assert llmmetrics.flush(10)
-    return run.trace_id
-
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[openai.OpenAI, openai.OpenAI]]:
-    with FakeLLMServer(seed=3) as fast, FakeLLMServer(seed=4, latency=SLOW) as slow, \
-            openai.OpenAI(base_url=fast.base_url, api_key="sk-test-key-0123456789abcdef", max_retries=0) as c1, \
-            openai.OpenAI(base_url=slow.base_url, api_key="sk-test-key-0123456789abcdef", max_retries=0) as c2:
-        yield c1, c2
+def written(workload: Workload) -> tuple[Path, str]:
+    return workload.path, workload.trace_id
 
 
-@pytest.fixture(scope="module")
-def written(servers, tmp_path_factory) -> Iterator[tuple[Path, str]]:
-    """The calls above, traced by the real wrapper into a 2 KB rotating file with many backups."""
-    path = tmp_path_factory.mktemp("wrapped") / "traces.jsonl"
-    trace_id = trace_calls(servers, trace_file=str(path), trace_file_max_bytes=2000, trace_file_backups=100)
-    yield path, trace_id
-
-
-def trace_calls(servers, **options) -> str:
-    """Make the calls through the real wrapper configured with ``options``; then restore a quiet default."""
-    llmmetrics.configure(service="checkout", env="test", registry=CollectorRegistry(), **options)
-    client, slow_client = (llmmetrics.instrument(c) for c in servers)
-    try:
-        trace_id = make_calls(client, slow_client)
-        assert llmmetrics.flush(10)
-        return trace_id
-    finally:
-        llmmetrics.uninstrument(client)
-        llmmetrics.uninstrument(slow_client)
-        llmmetrics.shutdown(2.0)
-        llmmetrics.configure(trace_file=None, registry=CollectorRegistry())
-
-
-def all_records(path: Path) -> list[dict[str, Any]]:
-    """Reference reader: every line of every file, oldest file first, with the json module."""
-    records = []
-    for file in sorted(path.parent.glob(path.name + "*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0):
-        records += [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    return records
+all_records = read_records
 
 
 def cli_json(capsys, path: Path, *args: str) -> list[dict[str, Any]]:
@@ -195,20 +133,48 @@ class TestWrapperFiles:
         assert len(lines) == 7
 
 
-def test_records_shipped_to_loki_are_found_by_the_command(servers, capsys, monkeypatch) -> None:
-    """Wrapper → Loki sink → Loki stand-in; its accepted entries served back by query_range answer the command."""
-    with LokiContractServer() as loki:
-        trace_id = trace_calls(servers, trace_file=None, loki_url=loki.url, loki_batch_wait_seconds=0.05)
-        accepted = list(loki.accepted)
-    assert len(accepted) == 23
+def run_both(capsys, monkeypatch, workload: Workload, args: list[str]) -> tuple[str, str]:
+    """The command's output over the workload's trace files and over its tenant of the real Loki."""
+    monkeypatch.setenv("LLMMETRICS_SERVICE", "checkout")
     monkeypatch.delenv("LLMMETRICS_LOKI_URL", raising=False)
-    with FakeLoki([Entry(e.ts_ns, e.line, dict(e.labels), dict(e.metadata)) for e in accepted]) as fake:
-        code = main(["--loki-url", fake.url, "--service", "checkout", "--since", "1h", "--status", "error",
-                     "--format", "json"])
-        failures = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        assert code == 0 and sorted(r["error"]["type"] for r in failures) == ["InternalServerError", "RateLimitError"]
-        code = main(["--loki-url", fake.url, "--service", "checkout", "--since", "1h", "--trace-id", trace_id])
-        tree = capsys.readouterr().out
-        assert code == 0 and "run planner" in tree and "totals: 3 calls, 1 failed" in tree
-        # the stand-in evaluated the selector and metadata stages against the labels the sink really wrote
-        assert all(r["params"]["query"].startswith('{service_name="checkout"') for r in fake.requests)
+    outputs = []
+    for source in (["--file", str(workload.path)], ["--loki-url", workload.loki.url, "--loki-tenant", workload.tenant]):
+        code = main([*args, *source])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        outputs.append(captured.out)
+    return outputs[0], outputs[1]
+
+
+class TestLokiAnswersEqualTheFiles:
+    @pytest.mark.parametrize(("args", "reference"), CASES, ids=[" ".join(a) or "none" for a, _ in CASES])
+    def test_each_filter_gives_the_same_records_from_loki(self, workload, capsys, monkeypatch, args, reference) -> None:
+        """Every filter asked of the real Loki returns exactly the records it returns from the local files."""
+        local, loki = run_both(capsys, monkeypatch, workload, [*args, "--format", "json", "--limit", "1000"])
+        expected = sorted(r.get("call_id") or r["span_id"] for r in workload.records() if reference(r))
+        assert sorted(r.get("call_id") or r["span_id"] for r in map(json.loads, loki.splitlines())) == expected
+        assert loki == local
+
+    def test_each_documented_question_has_the_same_answer_from_loki(self, workload, capsys, monkeypatch) -> None:
+        """Every command of docs/traces.md (its question table and --print-logql examples) prints the same over
+        Loki as over the files."""
+        trace_id = workload.trace_id
+        page = (REPO / "docs" / "traces.md").read_text()
+        table = re.findall(r"^\| [^|]+ \| `(llmmetrics traces [^`]+)` \|$", page, flags=re.MULTILINE)
+        assert len(table) >= 10
+        # and the --print-logql examples, asked for their answer instead of their LogQL
+        printed = re.findall(r"^\$ (llmmetrics traces .+) --print-logql$", page, flags=re.MULTILINE)
+        assert len(printed) >= 5
+        table += printed
+        samples = {"4bf92f3577b34da6a3ce929d0e0e4736": trace_id, "<trace_id from the exemplar>": trace_id,
+                   "r-8812": "r-9", "--min-latency 3s": "--min-latency 800ms"}  # the slow call takes 1 s
+        empty = []
+        for command in table:
+            command = command.split(" \\| ")[0]  # `… --format json \| jq .error`: the command's own part
+            for sample, value in samples.items():
+                command = command.replace(sample, value)
+            local, loki = run_both(capsys, monkeypatch, workload, shlex.split(command)[2:])
+            assert loki == local, command
+            if not local.strip():
+                empty.append(command)
+        assert empty == [], "these questions found nothing in the workload"

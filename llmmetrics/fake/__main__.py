@@ -1,0 +1,7 @@
+"""``python -m llmmetrics.fake`` is ``llmmetrics fake-server``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
