@@ -20,7 +20,11 @@ from .exposition import make_asgi_app, make_wsgi_app, start_http_server
 from .instrumentation import call_llm_with_tracing, instrument, is_instrumented, uninstrument
 from .runtime import configure, runtime, shutdown
 
+#: The package version; pyproject.toml reads it from here (``llmmetrics --version`` prints it).
+__version__ = "0.1.0"
+
 __all__ = [
+    "__version__",
     "Config",
     "ConfigError",
     "bind_context",

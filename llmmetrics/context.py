@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,8 @@ from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["bind_context", "trace_run", "propagate", "Run", "current_context", "current_run", "new_ids"]
+
+log = logging.getLogger("llmmetrics")
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -274,9 +277,10 @@ class _EndedSteps:
 
     def append(self, call: Any) -> None:
         call.run = None  # its ids, parent and run name are made later, by the exporter, from this
-        from .runtime import runtime
-
-        runtime().self_metrics.detached_calls.inc()
+        try:
+            call.rt.self_metrics.detached_calls.inc()  # the runtime the call started with
+        except Exception:  # on the call path: never raise
+            log.debug("llmmetrics: could not count a detached call", exc_info=True)
 
 
 class Run:
@@ -334,5 +338,8 @@ class trace_run(_ContextDecorator):
         run.end()
         from .runtime import runtime  # late: the runtime is replaced by configure()
 
-        # a generator's consumer that stops early (break, close) is not a failure of the run
-        runtime().finish_run(run, None if isinstance(exc, GeneratorExit) else exc)
+        try:
+            # a generator's consumer that stops early (break, close) is not a failure of the run
+            runtime().finish_run(run, None if isinstance(exc, GeneratorExit) else exc)
+        except Exception:  # llmmetrics' own failure never leaves the user's `with` block
+            log.debug("llmmetrics: could not record the run %r", run.name, exc_info=True)
