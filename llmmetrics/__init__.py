@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 
 from .config import Config, ConfigError
-from .context import bind_context, trace_run
-from .exposition import start_http_server
+from .context import bind_context, propagate, trace_run
+from .exposition import make_asgi_app, make_wsgi_app, start_http_server
 from .instrumentation import call_llm_with_tracing, instrument, is_instrumented, uninstrument
 from .runtime import configure, runtime, shutdown
 
@@ -37,6 +37,9 @@ __all__ = [
     "flush",
     "instrument",
     "is_instrumented",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "propagate",
     "runtime",
     "shutdown",
     "start_http_server",

@@ -399,6 +399,8 @@ class Config:
     secret_patterns: tuple[str, ...] = _setting(_Patterns(), DEFAULT_SECRET_PATTERNS)
     redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = _setting(_Hook(), None)
     max_models: int = _setting(_Number("a whole number greater than 0", integer=True, above=0), 50)
+    #: multiprocess mode: no exemplar older than this is served (a dead worker's age out)
+    exemplar_horizon_seconds: float = _setting(_Number(_SECONDS, above=0), 300.0)
     price_file: str | None = _setting(_Text(optional=True, expected=_PATH), None)
     prices: Mapping[str, Mapping[str, Any]] | None = _setting(_Prices(), None)
 

@@ -16,7 +16,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
 from prometheus_client.values import MutexValue
+
+from .exemplars import ExemplarSlot, ExemplarTable, shared_table
 
 __all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
 
@@ -64,6 +67,9 @@ class SelfMetrics:
             "llmmetrics_export_queue_bytes", "Bytes waiting in a sink's queue.", ["sink"], multiprocess_mode="livesum", **kw)
         self.export_errors = Counter(
             "llmmetrics_export_errors", "Failed export attempts, by sink and reason.", ["sink", "reason"], **kw)
+        self.detached_calls = Counter(
+            "llmmetrics_detached_calls",
+            "Calls that ended after their trace_run had ended: recorded as their own trace, not as a step.", **kw)
         self.model_overflow = Counter(
             "llmmetrics_model_overflow", "Calls whose model label was folded into 'other' by the cardinality cap.", **kw)
         self.instrumentation_errors = Counter(
@@ -90,12 +96,17 @@ class SelfMetrics:
 
 class _PublicValue:
     """A value updated through prometheus_client's public methods (multiprocess mode, or an unknown value
-    class): the same ``_value``/``_exemplar`` interface as an in-process ``MutexValue``."""
+    class): the same ``_value``/``_exemplar`` interface as an in-process ``MutexValue``.
 
-    __slots__ = ("_v",)
+    In multiprocess mode prometheus_client drops exemplars, so an exemplar-carrying value gets a slot in this
+    worker's shared exemplar table (``llmmetrics.exemplars``) and its exemplar goes there instead."""
 
-    def __init__(self, value: Any) -> None:
+    __slots__ = ("_v", "_shared", "_missed")
+
+    def __init__(self, value: Any, shared: ExemplarSlot | None = None, missed: Any = None) -> None:
         self._v = value
+        self._shared = shared
+        self._missed = missed
 
     @property
     def _value(self) -> float:
@@ -111,17 +122,23 @@ class _PublicValue:
 
     @_exemplar.setter
     def _exemplar(self, exemplar: Any) -> None:
-        self._v.set_exemplar(exemplar)
+        if self._shared is None:
+            self._v.set_exemplar(exemplar)
+        elif not self._shared.write(exemplar) and self._missed is not None:
+            self._missed.inc()
 
 
-def _raw(child: Any) -> Any:
+def _raw(child: Any, exemplars: _SharedExemplars | None = None) -> Any:
     """The value object behind a counter/gauge child, to update under the series lock.
 
     In-process values (``MutexValue``) are updated in place: llmmetrics is their only writer and holds one
     lock for all the updates of a call, instead of one lock per update (a call touches about a dozen).
-    Reading a float attribute is atomic, so scrapes stay correct.
+    Reading a float attribute is atomic, so scrapes stay correct. ``exemplars``: where this counter's
+    exemplars go in multiprocess mode.
     """
-    return _raw_value(child._value)
+    if exemplars is None:
+        return _raw_value(child._value)
+    return exemplars.value(child._value, child._name + "_total", _child_labels(child))
 
 
 class _Histogram:
@@ -129,9 +146,14 @@ class _Histogram:
 
     __slots__ = ("bounds", "buckets", "sum")
 
-    def __init__(self, child: Any) -> None:
+    def __init__(self, child: Any, exemplars: _SharedExemplars | None = None) -> None:
         self.bounds = tuple(child._upper_bounds)
-        self.buckets = tuple(_raw_value(b) for b in child._buckets)
+        if exemplars is None:
+            self.buckets = tuple(_raw_value(b) for b in child._buckets)
+        else:
+            labels = _child_labels(child)
+            self.buckets = tuple(exemplars.value(b, child._name + "_bucket", {**labels, "le": floatToGoString(bound)})
+                                 for b, bound in zip(child._buckets, self.bounds))
         self.sum = _raw_value(child._sum)
 
     def add(self, value: float, exemplar: Exemplar | None = None) -> None:
@@ -145,6 +167,28 @@ class _Histogram:
 
 def _raw_value(value: Any) -> Any:
     return value if type(value) is MutexValue else _PublicValue(value)
+
+
+def _child_labels(child: Any) -> dict[str, str]:
+    return dict(zip(child._labelnames, child._labelvalues))
+
+
+class _SharedExemplars:
+    """Multiprocess mode: gives exemplar-carrying values a slot in this worker's shared exemplar table.
+
+    The table is written by whoever counts the call, which is the exporter thread, under the series lock
+    already held: the call path does not change. An exemplar that cannot be shared (the table is full, its
+    directory unusable) is counted in ``llmmetrics_instrumentation_errors_total{stage="exemplar"}``.
+    """
+
+    __slots__ = ("table", "missed")
+
+    def __init__(self, table: ExemplarTable, missed: Any) -> None:
+        self.table = table
+        self.missed = missed
+
+    def value(self, value: Any, sample_name: str, labels: dict[str, str]) -> _PublicValue:
+        return _PublicValue(value, self.table.slot(sample_name, labels), self.missed)
 
 
 class CallSeries:
@@ -167,13 +211,14 @@ class CallSeries:
         self.in_flight = _raw(metrics.in_flight.labels(provider, model))
         self.requests_ok = _raw(metrics.requests.labels(*labels, "ok"))
         self.requests_error = _raw(metrics.requests.labels(*labels, "error"))
-        self.duration_ok = _Histogram(metrics.duration.labels(*labels, "ok"))
-        self.duration_error = _Histogram(metrics.duration.labels(*labels, "error"))
+        shared = metrics.shared_exemplars
+        self.duration_ok = _Histogram(metrics.duration.labels(*labels, "ok"), shared)
+        self.duration_error = _Histogram(metrics.duration.labels(*labels, "error"), shared)
         self.ttft = _Histogram(metrics.ttft.labels(*labels))
         # token_type order: input, output, cached_input, reasoning
         self.tokens = tuple(_raw(metrics.tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
         self.token_hist = tuple(_Histogram(metrics.request_tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
-        self.cost = _raw(metrics.cost.labels(*labels))
+        self.cost = _raw(metrics.cost.labels(*labels), shared)
         self.unpriced = _raw(metrics.unpriced.labels(provider, model))
         self._errors: dict[str, Any] = {}
 
@@ -246,6 +291,10 @@ class LLMMetrics:
         self.unpriced = Counter("llm_unpriced_requests", "Calls whose model is not in the price table (cost unknown).",
                                 ["provider", "model"], **kw)
         self.buckets = buckets
+        table = shared_table()
+        # the exemplar-carrying values (duration buckets, cost) of multiprocess mode, else None
+        self.shared_exemplars = None if table is None else _SharedExemplars(
+            table, self_metrics.instrumentation_errors.labels("exemplar") if self_metrics is not None else None)
         self._self = self_metrics
         self._max_models = max_models
         self._model_labels: dict[str, str] = {}

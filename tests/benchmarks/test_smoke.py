@@ -135,3 +135,19 @@ def test_pii_redaction_times_every_kind_against_the_secret_scrub(tmp_path: Path)
     for row in data["rows"] + data["pipeline"]:
         assert isinstance(row["us_per_kb"], NUMBER) and row["us_per_kb"] >= 0 and row["record_kb"] > 0
     assert [r["variant"] for r in data["pipeline"]] == ["pipeline", "pipeline + redact_pii (all kinds)"]
+
+
+@pytest.mark.timeout(600)
+def test_multiprocess_measures_the_exemplar_store_and_the_scrape(tmp_path: Path) -> None:
+    """multiprocess.py times the counting step with and without the shared table, and /metrics over three
+    workers' files with both collectors in both formats, exemplars served."""
+    data = run("multiprocess.py", "--calls", "2000", "--scrapes", "2", results=tmp_path)
+    for row in (data["exporter"]["counting"], data["exporter"]["client"]):
+        assert_timed(row)
+    rows = {r["format"]: r for r in data["scrape"]["rows"]}
+    assert set(rows) == {"collect only", "text", "openmetrics"}
+    for row in rows.values():
+        assert row["prometheus_client_ms"] > 0 and row["llmmetrics_ms"] > 0 and isinstance(row["paired_added_ms"], NUMBER)
+    assert data["scrape"]["exemplars_served"] > 0
+    assert rows["openmetrics"]["llmmetrics_bytes"] > rows["openmetrics"]["prometheus_client_bytes"]  # the exemplars
+    assert isinstance(data["summary"]["store_added_us_per_call"], NUMBER)

@@ -4,6 +4,7 @@ across threads and asyncio tasks."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from typing import Any
 
@@ -88,8 +89,20 @@ def test_decorators_work_for_sync_and_async_functions(traced: Traced, client: An
     assert [c["user_id"] for c in traced.records()] == ["u-sync", "u-sync", "u-async"]
 
 
-def test_concurrent_asyncio_tasks_keep_their_own_runs(traced: Traced, async_client: Any) -> None:
-    """Tasks running interleaved each keep their own run and user."""
+async def _gather(agents: list[Any]) -> list[str]:
+    return await asyncio.gather(*agents)
+
+
+async def _task_group(agents: list[Any]) -> list[str]:
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(agent) for agent in agents]
+    return [t.result() for t in tasks]
+
+
+@pytest.mark.parametrize("spawn", [_gather, pytest.param(_task_group, marks=pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="asyncio.TaskGroup is new in Python 3.11"))])
+def test_concurrent_asyncio_tasks_keep_their_own_runs(traced: Traced, async_client: Any, spawn: Any) -> None:
+    """Tasks running interleaved (asyncio.gather, TaskGroup) each keep their own run and user."""
     async def agent(user: str) -> str:
         with llmmetrics.bind_context(user_id=user), llmmetrics.trace_run("agent") as run:
             for _ in range(3):
@@ -98,7 +111,7 @@ def test_concurrent_asyncio_tasks_keep_their_own_runs(traced: Traced, async_clie
             return run.trace_id
 
     async def main() -> list[str]:
-        return await asyncio.gather(*(agent(f"u-{i}") for i in range(5)))
+        return await spawn([agent(f"u-{i}") for i in range(5)])
 
     trace_ids = asyncio.run(main())
     calls = traced.records()

@@ -28,7 +28,7 @@ from llmmetrics.traces.render import plural
 
 from tests.support.lines import OutputLines
 
-from .test_multiprocess import _free_port
+from tests.support.processes import free_port
 
 STATUS_LINE = re.compile(r"^\s*\d+ s · [\d,]+ runs? · [\d,]+ calls? \([\d,.]+/s\) · [\d,]+ errors? \(\d+\.\d%\) · "
                          r"p95 (-|\d+ ms|\d+\.\d\d s) · spend \$[\d,]+\.\d{6}$")
@@ -73,7 +73,7 @@ def demos() -> Iterator[list[Demo]]:
 def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path, demos: list[Demo], capsys: Any) -> None:
     """A short demo run: agent runs for several users, errors included, metrics scraped while it runs, a status
     line every interval with calls/s, error %, p95 and spend, and at the end commands that answer on its traces."""
-    port = _free_port()
+    port = free_port()
     trace_file = tmp_path / "traces.jsonl"
     demo = Demo(["--duration", "6", "--port", str(port), "--trace-file", str(trace_file), "--llm", "fake",
                  "--no-latency", "--rate", "20", "--error-rate", "0.2", "--seed", "3", "--status-interval", "1"],
@@ -133,7 +133,7 @@ def test_the_status_line_counts_in_words_and_reads_the_metrics() -> None:
 def test_a_first_ctrl_c_stops_gracefully_and_says_so(tmp_path: Path, demos: list[Demo], inherited: str) -> None:
     """Ctrl-C: `stopping… (Ctrl-C again to quit now)`, then the summary and exit 0 — also when the parent
     handed down an ignored SIGINT, as a background job does."""
-    demo = Demo(["--port", str(_free_port()), "--trace-file", str(tmp_path / "t.jsonl"), "--llm", "fake",
+    demo = Demo(["--port", str(free_port()), "--trace-file", str(tmp_path / "t.jsonl"), "--llm", "fake",
                  "--no-latency", "--status-interval", "0.2", "--seed", "5"], tmp_path, _demo_env(),
                 ignore_sigint=inherited == "ignored")
     demos.append(demo)
@@ -181,7 +181,7 @@ def test_a_second_ctrl_c_quits_at_once_without_a_traceback(tmp_path: Path, demos
     at once (status 130) with one line and no traceback."""
     stalled = StalledLLM()
     try:
-        demo = Demo(["--port", str(_free_port()), "--trace-file", str(tmp_path / "t.jsonl"), "--llm", "openai",
+        demo = Demo(["--port", str(free_port()), "--trace-file", str(tmp_path / "t.jsonl"), "--llm", "openai",
                      "--workers", "2"], tmp_path,
                     _demo_env(OPENAI_API_KEY="sk-test-0123456789abcdef", OPENAI_BASE_URL=stalled.base_url),
                     ignore_sigint=inherited == "ignored")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from llmmetrics.cli import build_parser
-from tests.core.test_multiprocess import _free_port
+from tests.support.processes import free_port
 from tests.support.docs import fenced_blocks
 from tests.support.lines import OutputLines
 
@@ -65,7 +65,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
 @pytest.fixture
 def fake_llm() -> Iterator[str]:
     """The fake LLM as the README starts it in another shell (its base URL, as it prints it)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llmmetrics", "fake-server", "--port", str(port)],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -107,7 +107,7 @@ def test_the_use_it_snippet_runs_as_pasted_and_shows_what_the_readme_says(tmp_pa
     assert "llmmetrics fake-server --port 18080" in shell
     (snippet,) = fenced_blocks(section("Use it"), "python")
     assert snippet.count("start_http_server(8000)") == 1
-    port = _free_port()  # 8000 may be taken on the machine running the tests; nothing else is changed
+    port = free_port()  # 8000 may be taken on the machine running the tests; nothing else is changed
     (tmp_path / "pasted.py").write_text(snippet.replace("start_http_server(8000)", f"start_http_server({port})"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETRICS_", "OPENAI_"))}
     env.update(exports, OPENAI_BASE_URL=fake_llm)

@@ -7,25 +7,16 @@ and writes its log there (shown when a wait fails).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
+from tests.support.processes import free_port, wait_for
 
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "start", "stop", "wait_for", "get_json", "query"]
 
 
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -43,24 +34,6 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-def wait_for(what: str, check: Callable[[], T | None], deadline: float, procs: list[subprocess.Popen[bytes]],
-             interval: float = 0.5) -> T:
-    """Poll ``check`` until it returns a value; fail with ``what`` at the deadline or if a server died."""
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                pytest.fail(f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}")
-        try:
-            value = check()
-            if value is not None:
-                return value
-        except (OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})")
 
 
 def get_json(url: str) -> Any:
