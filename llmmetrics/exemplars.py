@@ -51,6 +51,8 @@ from typing import Any
 
 from prometheus_client.samples import Exemplar
 
+from .private_files import open_private
+
 __all__ = ["ExemplarTable", "ExemplarSlot", "read_exemplars", "shared_table", "FILE_PATTERN", "ENTRY_BYTES"]
 
 log = logging.getLogger("llmmetrics")
@@ -188,7 +190,7 @@ class ExemplarTable:
         try:
             for slot in range(MAX_SLOTS):
                 path = os.path.join(self.directory, FILE_PATTERN.format(slot=slot))
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = open_private(path, os.O_RDWR | os.O_CREAT)  # trace ids: private, as trace files are
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

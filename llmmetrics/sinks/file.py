@@ -2,7 +2,8 @@
 
 Rotation keeps ``<path>.1`` (newest) … ``<path>.N``, like ``logging.handlers.RotatingFileHandler``, so
 ``llmmetrics traces`` can read the whole history. One process per file: with several worker processes put
-``{pid}`` in the path (``traces-{pid}.jsonl``).
+``{pid}`` in the path (``traces-{pid}.jsonl``). A forked child (gunicorn ``--preload`` forks workers from a
+master that configured llmmetrics) opens its own ``{pid}`` file; the parent's stays the parent's.
 
 The files hold prompts and answers: they are created with ``trace_file_mode`` (default ``0600``) whatever
 the umask, and an existing file or backup found at start is restricted to it, never loosened
@@ -28,17 +29,30 @@ class FileSink(QueuedSink):
 
     def __init__(self, path: str, self_metrics: SelfMetrics, *, max_bytes: int = 50_000_000, backups: int = 5,
                  mode: int = PRIVATE_FILE_MODE) -> None:
-        self.path = Path(path.replace("{pid}", str(os.getpid())))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._template = path
         self._max_file_bytes = max_bytes
         self._backups = backups
+        self._mode = mode
         self._opener = functools.partial(open_private, mode=mode)
-        for i in range(1, backups + 1):
+        self._open_for_this_process()
+        super().__init__(self_metrics)
+
+    def _open_for_this_process(self) -> None:
+        self._pid = os.getpid()
+        self.path = Path(self._template.replace("{pid}", str(self._pid)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for i in range(1, self._backups + 1):
             backup = self._backup(i)
             if backup.exists():
-                restrict_mode(backup, mode)
+                restrict_mode(backup, self._mode)
         self._file = open(self.path, "ab", opener=self._opener)
-        super().__init__(self_metrics)
+
+    def _start(self) -> None:
+        """(Re)start the worker; in a forked child a ``{pid}`` path becomes the child's own file."""
+        if "{pid}" in self._template and self._pid != os.getpid():
+            self._file.close()  # the child's copy of the parent's descriptor; the parent's stays open
+            self._open_for_this_process()
+        super()._start()
 
     def deliver(self, batch: list[Record]) -> None:
         """Write the batch, rotating between lines whenever the next line would pass max_bytes."""

@@ -1,18 +1,21 @@
-"""Trace files, their rotated backups and the Loki spool are private on disk: 0600 under umask 022, configurable
-for the trace file, tightened but never loosened across a restart."""
+"""Trace files, their rotated backups, the Loki spool and the multi-process exemplar tables are private on disk:
+0600 under umask 022, configurable for the trace file, tightened but never loosened across a restart."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.samples import Exemplar
 
 import llmmetrics
 from llmmetrics.config import Config, ConfigError
-from llmmetrics.fake_server import FakeLLMServer
+from llmmetrics.exemplars import ExemplarTable
+from llmmetrics.fake import FakeLLMServer
 from llmmetrics.metrics import SelfMetrics
 from llmmetrics.record import Record
 from llmmetrics.sinks.file import FileSink
@@ -130,3 +133,16 @@ def test_a_mode_the_owner_cannot_use_or_with_other_bits_is_refused(mode: object)
         Config(trace_file_mode=mode)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="LLMMETRICS_TRACE_FILE_MODE='0986'"):
         Config.from_env({"LLMMETRICS_TRACE_FILE_MODE": "0986"})
+
+
+def test_multiprocess_exemplar_tables_are_0600(tmp_path: Path) -> None:
+    """The exemplar table a worker creates on its first write, next to prometheus_client's files (it holds trace
+    ids), is 0600."""
+    table = ExemplarTable(str(tmp_path))
+    try:
+        exemplar = Exemplar({"trace_id": "a" * 32, "span_id": "b" * 16}, 0.3, time.time())
+        assert table.slot("llm_request_duration_seconds_bucket", {"model": "m", "le": "0.32"}).write(exemplar)
+        found = modes(tmp_path, "llmmetrics_exemplars_*")
+        assert found and set(found.values()) == {0o600}, found
+    finally:
+        table.close()

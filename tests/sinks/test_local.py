@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,32 @@ def test_file_sink_rotates_and_keeps_every_record(tmp_path: Path) -> None:
     assert len(files) > 3 and all(f.stat().st_size <= 5_000 for f in files)
     seen = [orjson.loads(line)["n"] for f in files for line in f.read_bytes().splitlines()]
     assert sorted(seen) == list(range(300))
+
+
+def test_a_forked_child_writes_its_own_pid_file(tmp_path: Path) -> None:
+    """With ``{pid}`` in the path, a child forked after the sink was made (gunicorn --preload) writes to its own
+    file; the parent's file keeps only the parent's records."""
+    sink = FileSink(str(tmp_path / "t-{pid}.jsonl"), SelfMetrics(CollectorRegistry()))
+    sink.emit(_record(1))
+    assert sink.flush(10)
+    child = os.fork()
+    if child == 0:  # the child: write one record through the inherited sink, then leave without cleanup
+        try:
+            sink.emit(_record(2))
+            os._exit(0 if sink.flush(10) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(child, 0)
+    sink.emit(_record(3))
+    assert sink.flush(10)
+    sink.close(5)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    def numbers(path: Path) -> list[int]:
+        return [orjson.loads(line)["n"] for line in path.read_bytes().splitlines()]
+
+    assert numbers(tmp_path / f"t-{os.getpid()}.jsonl") == [1, 3]
+    assert numbers(tmp_path / f"t-{child}.jsonl") == [2]
 
 
 def test_file_sink_keeps_only_the_configured_backups(tmp_path: Path) -> None:
