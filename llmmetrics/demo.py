@@ -104,6 +104,7 @@ def _worker(client: openai.OpenAI, stats: Stats, stop: threading.Event, interval
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    started_ns = time.time_ns()  # the report at the end covers this run
     use_real = args.llm == "openai" or (args.llm == "auto" and os.environ.get("OPENAI_API_KEY"))
     overrides: dict[str, Any] = {"service": args.service, "env": args.env}
     if args.trace_file is not None:
@@ -161,6 +162,9 @@ def run_demo(args: argparse.Namespace) -> int:
             server.stop()
         shutdown()
     print(f"\nllmmetrics demo: done: {stats.runs} runs, {stats.calls} calls, {stats.errors} errors", flush=True)
+    # --- the run as one offline HTML page (llmmetrics report; says which extra to install if it is missing)
+    from .report.command import report_demo_run
+    report_demo_run(config, started_ns)
     return 0
 
 

@@ -112,11 +112,15 @@ class Aggregation:
     """Groups filled one record at a time, so that one scan can feed several (the report's spend by model,
     by user and by feature flag); :func:`aggregate` is the one-question form."""
 
-    def __init__(self, sum_field: str | None, by_field: str | None) -> None:
+    def __init__(self, sum_field: str | None, by_field: str | None, *, earlier: Group | None = None) -> None:
+        """``earlier``: records read before this aggregation began, none of which has ``by_field`` (a feature
+        flag first seen mid-scan): they start its ``(none)`` group."""
         total_path, by_path = _field(sum_field), _field(by_field)
         self._group_of = path_getter(by_path) if by_path else (lambda record: "all")
         self._value_of = path_getter(total_path) if total_path else None
         self._groups: dict[Any, Group] = {}
+        if earlier is not None and earlier.records:
+            self._groups[NONE_KEY] = Group.combined(NONE_KEY, [earlier])
 
     def add(self, record: Mapping[str, Any]) -> None:
         raw = self._group_of(record)

@@ -40,7 +40,7 @@ from .loki_client import LokiClient, LokiError
 from .render import render_json_lines, render_table, render_tree
 
 __all__ = ["LocalSource", "LokiSource", "Source", "add_command", "add_filter_arguments",
-           "add_source_arguments", "query_from_args", "run"]
+           "add_source_arguments", "query_from_args", "run", "source_for"]
 
 DEFAULT_LIMIT = 50
 #: Loki has no "all time": without --since, this much history is searched (and the footer says so).
@@ -151,12 +151,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(logql + "\n")
         return 0
 
-    loki_url = args.loki_url or (None if args.file else config.loki_url)
-    if loki_url:
-        source: Source = LokiSource(args, config, query, loki_url, service)
-    elif args.file or config.trace_file:
-        source = LocalSource(args.file or config.trace_file, query)
-    else:
+    source = source_for(args, config, query, service)
+    if source is None:
         err.write("llmmetrics traces: no trace file configured: pass --file PATH or --loki-url URL\n")
         return 2
     # A query parses up to millions of short-lived records and creates no reference cycles: the cyclic
@@ -190,6 +186,17 @@ def run(args: argparse.Namespace) -> int:
     out.flush()  # the answer first, then the footer, also when both streams go to one terminal or file
     err.write(source.footer() + "\n")
     return 0
+
+
+def source_for(args: argparse.Namespace, config: Config, query: Query, service: str) -> Source | None:
+    """Loki when ``--loki-url`` is given (or configured, unless ``--file`` is), else the local files; None
+    when neither is configured."""
+    loki_url = args.loki_url or (None if args.file else config.loki_url)
+    if loki_url:
+        return LokiSource(args, config, query, loki_url, service)
+    if args.file or config.trace_file:
+        return LocalSource(args.file or config.trace_file, query)
+    return None
 
 
 class Source:
