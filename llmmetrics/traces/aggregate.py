@@ -33,10 +33,10 @@ class ExactSum:
     not depend on the order records arrived in (file vs Loki), and a million values cost no memory.
 
     >>> total = ExactSum()
-    >>> for value in (0.1, 0.2, 0.3, -0.6):
+    >>> for value in (1e16, 1.0, -1e16):   # sum() of these gives 0.0
     ...     total.add(value)
     >>> total.value, total.count
-    (0.0, 4)
+    (1.0, 3)
     """
 
     __slots__ = ("count", "_units")
