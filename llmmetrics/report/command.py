@@ -132,6 +132,9 @@ def report_demo_run(config: Config, started_ns: int, path: str = DEFAULT_OUTPUT)
     """What ``llmmetrics demo`` ends with: this run's records as a report, through the command itself."""
     from ..cli import build_parser
 
+    if not (config.trace_file or config.loki_url):
+        print("no report: the run kept no trace records (no trace file, no Loki)", flush=True)
+        return 0
     since = datetime.fromtimestamp(started_ns // 10**9, timezone.utc).isoformat()  # whole seconds: shorter to read
     source = ["--file", config.trace_file] if config.trace_file else ["--loki-url", config.loki_url or ""]
     args = build_parser().parse_args(["report", *source, "--service", config.service, "--from", since, "-o", path])

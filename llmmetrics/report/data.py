@@ -99,8 +99,7 @@ class ReportData:
         self.failed_runs = 0
         #: calls per service (the page's title); a handful of names in practice
         self.services: dict[str, int] = {}
-        # the same aggregations `traces --sum … --by …` answers with
-        self._spend = Aggregation("cost", None)
+        # the same aggregations `traces --sum … --by …` answers with (`--sum cost` alone: by_model's total)
         self._tokens = Aggregation("tokens", None)
         self.by_model = Aggregation("cost", "model")
         self.by_user = Aggregation("cost", "user_id")
@@ -181,7 +180,6 @@ class ReportData:
                     self._start_flag(name)
         for aggregation in self.by_flag.values():
             aggregation.add(record)
-        self._spend.add(record)
         self._tokens.add(record)
         self.by_model.add(record)
         self.by_user.add(record)
@@ -196,9 +194,9 @@ class ReportData:
 
     @property
     def spend(self) -> Group:
-        """All calls' cost: ``total`` of the priced ones, ``missing_successes`` the unpriced ones."""
-        groups = self._spend.groups()
-        return groups[0] if groups else Group("all")
+        """All calls' cost: ``total`` of the priced ones, ``missing_successes`` the unpriced ones (exact, so the
+        sum over models is the sum over calls)."""
+        return Group.combined("all", self.by_model.groups())
 
     @property
     def tokens(self) -> Group:

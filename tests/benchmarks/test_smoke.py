@@ -135,3 +135,14 @@ def test_pii_redaction_times_every_kind_against_the_secret_scrub(tmp_path: Path)
     for row in data["rows"] + data["pipeline"]:
         assert isinstance(row["us_per_kb"], NUMBER) and row["us_per_kb"] >= 0 and row["record_kb"] > 0
     assert [r["variant"] for r in data["pipeline"]] == ["pipeline", "pipeline + redact_pii (all kinds)"]
+
+
+def test_report_measures_each_size_against_a_traces_scan(tmp_path: Path) -> None:
+    """report.py writes a page at each size and measures it next to a traces scan and a bare parse."""
+    data = run("report.py", "--records", "3000", results=tmp_path)
+    assert [r["records"] for r in data["rows"]] == [300, 1500, 3000]
+    for row in data["rows"]:
+        for prefix in ("report", "traces", "parse"):
+            assert row[f"{prefix}_cpu_s"] > 0 and row[f"{prefix}_peak_rss_mb"] > 0
+        assert row["page_kb"] > 10 and isinstance(row["report_over_traces_cpu"], NUMBER)
+    assert data["import"]["peak_rss_mb"] > 0

@@ -13,7 +13,7 @@ request the page makes. ``Page.evaluate`` inspects the DOM, ``Page.screenshot`` 
 
 Also a command, for the documentation's screenshots::
 
-    python -m tests.support.chromium llmmetrics-report.html docs/report.png [--dark] [--width 1400]
+    python -m tests.support.chromium llmmetrics-report.html docs/report.png [--dark] [--width 1400] [--height 1200]
 """
 
 from __future__ import annotations
@@ -139,12 +139,13 @@ class Page:
         self.send("Emulation.setEmulatedMedia",
                   features=[{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}])
 
-    def screenshot(self, path: Path, *, width: int = 1400) -> None:
-        """The whole page at ``width`` CSS pixels, as PNG."""
+    def screenshot(self, path: Path, *, width: int = 1400, height: int | None = None) -> None:
+        """The page at ``width`` CSS pixels, as PNG: its top ``height`` pixels, or all of it."""
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
-        height = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
+        height = height or self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
         Path(path).write_bytes(base64.b64decode(shot["data"]))
 
     def problems(self) -> list[str]:
@@ -181,12 +182,13 @@ def main() -> None:
     parser.add_argument("page", type=Path)
     parser.add_argument("png", type=Path)
     parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, help="only the top of the page, this many pixels")
     parser.add_argument("--dark", action="store_true", help="prefers-color-scheme: dark")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, Chromium(Path(workdir)) as browser, browser.page() as page:
         page.prefer_dark(options.dark)
         page.open(options.page.resolve().as_uri())
-        page.screenshot(options.png, width=options.width)
+        page.screenshot(options.png, width=options.width, height=options.height)
         for problem in page.problems():
             print(problem)
 
