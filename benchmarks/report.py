@@ -10,7 +10,7 @@ through the same engine: the floor for a question about every record), a bare or
 and the interpreter with the report imported (what any run costs before reading a record). Results go to
 ``benchmarks/results/report.json``.
 
-    python benchmarks/report.py                      # 1,000,000 records: ~6 min here
+    python benchmarks/report.py                      # 1,000,000 records: ~2 min here
     python benchmarks/report.py --quick              # 20,000 records, to check the setup
     python benchmarks/report.py --records 200000 --keep /tmp/report-bench
 """
