@@ -103,7 +103,7 @@ def _totals(data: ReportData, error_threshold: float) -> str:
     spend = data.spend
     unpriced = spend.missing_successes
     error_share = data.errors / data.calls if data.calls else 0.0
-    cost = format_usd(spend.total) if spend.summed.count else "n/a"
+    cost = format_usd(spend.summed.value) if spend.summed.count else "n/a"
     cost_detail = (f"+ {unpriced:,} unpriced call{'s' if unpriced != 1 else ''}, not counted as $0" if unpriced
                    else "every call priced")
     tokens = data.tokens
@@ -116,10 +116,11 @@ def _totals(data: ReportData, error_threshold: float) -> str:
         _card("Errors", f"{data.errors:,}", f"{error_share:.1%} of calls", key="errors", exact=data.errors,
               bad=error_share > error_threshold),
         _card("Latency p50 · p95 · p99", latencies, "every call, within 1 %", key="latency", wide=True),
-        _card("Tokens", _e(_compact(round(tokens.total)) if tokens.summed.count else "-"),
+        _card("Tokens", _e(_compact(round(tokens.summed.value)) if tokens.summed.count else "-"),
               f"{format_tokens(data.input_tokens)} in, {format_tokens(data.output_tokens)} out", key="tokens",
-              exact=tokens.total),
-        _card("Cost", _e(cost), _e(cost_detail), key="cost", exact=spend.total),
+              exact=tokens.summed.value if tokens.summed.count else None),
+        _card("Cost", _e(cost), _e(cost_detail), key="cost",
+              exact=spend.summed.value if spend.summed.count else None),
         _card("Time range", _e(_duration(data.last_ns - data.first_ns)) if covered else "-",  # type: ignore[operator]
               _e(_range(data.first_ns, data.last_ns)) if covered else "no calls", key="range"),  # type: ignore[arg-type]
         _card("Sampled out", f"{data.sampled_out:,}", "calls kept without prompts, numbers kept", key="sampled",
@@ -149,7 +150,7 @@ def _spend_table(title: str, by: str, groups: list[Group], info: PageInfo, *, li
     """Calls, spend, average per priced call and unpriced calls per group; the biggest spenders first."""
     shown = groups if limit is None else groups[:limit]
     rest = groups[len(shown):]
-    top = max((g.total for g in groups), default=0.0) or 1.0
+    top = max((g.summed.value for g in groups), default=0.0) or 1.0
     rows = []
     for group in shown:
         rows.append(_spend_row(_e(group.key), group, top))
@@ -167,12 +168,13 @@ def _spend_row(label: str, group: Group, top: float, *, css: str = "", bar: bool
     """One group's row; its ``data-*`` attributes carry the exact numbers (what the tests compare with
     ``llmmetrics traces --format json``)."""
     priced = group.summed.count
-    spend = format_usd(group.total) if priced else "n/a"
+    spend = format_usd(group.summed.value) if priced else "n/a"
     average = format_usd(group.average) if priced else "n/a"
     unpriced = f"{group.missing_successes:,}" if group.missing_successes else ""
-    share = _bar(group.total / top) if bar and priced else ""
+    share = _bar(group.summed.value / top) if bar and priced else ""
     which = f'data-row="{css}"' if css else f'data-key="{_e(group.key)}"'  # "total" may be a user's name
-    exact = (f' {which} data-records="{group.records}" data-sum="{group.total!r}" '
+    total = repr(group.summed.value) if priced else ""  # no priced call: no sum (never 0)
+    exact = (f' {which} data-records="{group.records}" data-sum="{total}" '
              f'data-priced="{priced}" data-missing="{group.missing}" data-unpriced="{group.missing_successes}"')
     return (f'<tr class="{css}"{exact}><td class="key">{label}</td><td class="n">{group.records:,}</td>'
             f'<td class="n">{_e(spend)}</td><td class="n">{_e(average)}</td><td class="n unpriced">{unpriced}</td>'

@@ -61,8 +61,9 @@ def test_spend_per_group_is_traces_sum_by(workload, pages, source: str, by: str)
     assert {row["key"] for row in answer} == {key for key in table if not key.startswith("@")}
     for row in answer:
         shown = table[row["key"]]
-        assert (int(shown["records"]), float(shown["sum"]), int(shown["missing"])) == (
-            row["records"], row["sum"], row["missing"]), row["key"]
+        # a group without a priced call has no sum on the page; traces says 0 or null for it
+        assert (int(shown["records"]), float(shown["sum"] or 0), int(shown["missing"])) == (
+            row["records"], row["sum"] or 0.0, row["missing"]), row["key"]
     assert int(table["@total"]["records"]) == CALLS
 
 
@@ -74,7 +75,7 @@ def test_totals_are_traces_sums(workload, pages, source: str) -> None:
     (tokens,) = traces_json(workload, source, "--sum", "tokens")
     failed = traces_json(workload, source, "--status", "error", "--limit", "1000")
     assert int(totals["calls"]) == cost["records"] == CALLS
-    assert float(totals["cost"]) == cost["sum"]
+    assert float(totals["cost"]) == cost["sum"] > 0
     assert float(totals["tokens"]) == tokens["sum"]
     assert int(totals["errors"]) == len(failed) > 0
 
