@@ -260,9 +260,13 @@ def measure_callpath(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> li
 
     The stub returns a pre-parsed answer, so the openai client's own ~1 ms (request building, JSON parsing,
     pydantic) is out of both sides and the difference is measured with far less noise. Uses the internal
-    ``llmmetrics.instrumentation._traced_sync`` — the very function ``instrument()`` installs.
+    ``llmmetrics.instrumentation._traced`` — the very function ``instrument()`` installs.
     """
-    from llmmetrics.instrumentation import _traced_sync
+    from llmmetrics.instrumentation import _traced
+    from llmmetrics.providers import openai as adapter
+
+    def _traced_sync(operation: str, stub: Any) -> Any:
+        return _traced(adapter, next(t for t in adapter.TARGETS if t.operation == operation), stub, False)
 
     answers = parsed_answers()
     resource = _StubResource()

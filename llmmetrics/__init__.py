@@ -14,13 +14,21 @@ Latency, tokens, cost and errors as Prometheus metrics; every call's full record
 
 from __future__ import annotations
 
+import logging
+
 from .config import Config, ConfigError
 from .context import bind_context, trace_run
 from .exposition import start_http_server
 from .instrumentation import call_llm_with_tracing, instrument, is_instrumented, uninstrument
 from .runtime import configure, runtime, shutdown
 
+#: The package version; pyproject.toml reads it from here (``llmmetrics --version`` prints it).
+__version__ = "0.1.0"
+
+_log = logging.getLogger("llmmetrics")
+
 __all__ = [
+    "__version__",
     "Config",
     "ConfigError",
     "bind_context",
@@ -38,5 +46,12 @@ __all__ = [
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait up to ``timeout`` seconds for every emitted trace record to reach its sinks."""
-    return runtime().flush(timeout)
+    """Wait up to ``timeout`` seconds for every emitted trace record to reach its sinks; False if they did not.
+
+    Never raises: a runtime that cannot be built (reported where it failed) has nothing to flush.
+    """
+    try:
+        return runtime().flush(timeout)
+    except Exception:
+        _log.debug("llmmetrics: flush found no runtime to flush", exc_info=True)
+        return False

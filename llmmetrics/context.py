@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 __all__ = ["bind_context", "trace_run", "Run", "current_context", "current_run", "new_ids"]
+
+log = logging.getLogger("llmmetrics")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,4 +148,7 @@ class trace_run(_ContextDecorator):
             _run.reset(token)
         if run is not None:
             from .runtime import runtime  # late: the runtime is replaced by configure()
-            runtime().finish_run(run, exc)
+            try:
+                runtime().finish_run(run, exc)
+            except Exception:  # llmmetrics' own failure never leaves the user's `with` block
+                log.debug("llmmetrics: could not record the run %r", run.name, exc_info=True)

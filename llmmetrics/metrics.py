@@ -69,6 +69,10 @@ class SelfMetrics:
         self.instrumentation_errors = Counter(
             "llmmetrics_instrumentation_errors",
             "Internal failures swallowed so that the user's call is unaffected.", ["stage"], **kw)
+        self.config_errors = Counter(
+            "llmmetrics_config_errors",
+            "Configuration mistakes logged instead of raised: bad LLMMETRICS_* values replaced by their defaults "
+            "(no configure() call), unknown LLMMETRICS_* variables.", ["reason"], **kw)
         self.loki_pushes = Counter("llmmetrics_loki_pushes", "Loki push attempts by outcome.", ["outcome"], **kw)
         self.loki_push_duration = Histogram(
             "llmmetrics_loki_push_duration_seconds", "Loki push request latency.",
@@ -80,6 +84,8 @@ class SelfMetrics:
             "llmmetrics_loki_spool_records", "Records in the on-disk spool awaiting Loki.", multiprocess_mode="livesum", **kw)
         for stage in ("record", "stream", "pipeline", "sink"):
             self.instrumentation_errors.labels(stage)
+        for reason in ("invalid_value", "unknown_variable"):
+            self.config_errors.labels(reason)
 
 
 class _PublicValue:

@@ -100,6 +100,8 @@ class Sampler:
 
     The decision hashes the trace id, so all calls of one agent run are kept or thinned together (and the
     same in every process). A thinned record still goes out, in compact form: no content, all numbers.
+    ``sampled`` says why a record was kept — ``error``, then ``slow``, then ``ratio`` — at every ratio,
+    1.0 included, so ``sampled="slow"`` finds the slow calls whatever the sampling.
     """
 
     def __init__(self, success_ratio: float, slow_call_seconds: float, self_metrics: SelfMetrics) -> None:
@@ -121,12 +123,6 @@ class Sampler:
             _drop_content(record)
             self._sampled_out.inc()
         return record
-
-
-def _keep_all(record: dict[str, Any]) -> dict[str, Any]:
-    if record.get("kind") == "call":
-        record["sampled"] = "error" if record["status"] == "error" else "ratio"
-    return record
 
 
 def _strip_media(value: Any, key: str | None = None) -> Any:
@@ -163,10 +159,7 @@ class Pipeline:
         chain: list[DictProcessor] = [merge_context]
         if not config.capture_content:
             chain.append(_drop_content)
-        if config.sample_success_ratio >= 1.0:
-            chain.append(_keep_all)
-        else:
-            chain.append(Sampler(config.sample_success_ratio, config.slow_call_seconds, self_metrics))
+        chain.append(Sampler(config.sample_success_ratio, config.slow_call_seconds, self_metrics))
         if config.redact is not None:
             chain.append(_UserRedaction(config.redact, self_metrics))
         self._chain = tuple(chain)

@@ -1,150 +1,73 @@
-"""Stream tracing: the user keeps the very ``Stream`` object openai returned; only its iterator is wrapped.
+"""Stream tracing, shared by every SDK: the user keeps the very stream object the SDK returned; only its
+iterator is wrapped.
 
-The wrapper passes every chunk through, notes the first token, collects output and usage, withholds the
-usage-only chunk when llmmetrics asked for it, and finishes the call exactly once: when the stream is
-exhausted, fails, is closed (``close()``, leaving a ``with`` block) or is dropped after a ``break``.
+The wrapper passes every item through, hands it to the SDK's ``observe`` (which notes the first token,
+output and usage, and may withhold an item llmmetrics asked for), and finishes the call
+exactly once: when the stream is exhausted, fails, is closed (``close()``, leaving a ``with`` block) or is
+dropped after a ``break``. An ``observe`` that raises is counted once and replaced by ``after_failure``
+for the rest of the stream, so every item still reaches the user.
+
+The streams of Stainless-generated SDKs (openai, anthropic) keep their iterator in ``_iterator``
+(:func:`wrappable` checks a stream class for it, before a request is changed in a way only the wrapper can
+hide); a stream without one is returned untouched (``wrap_*`` count it and return False) and the call
+finishes at once, without its output.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .call import count_internal_error
+
 if TYPE_CHECKING:
-    from .instrumentation import Call
+    from .call import Call
 
-__all__ = ["wrap_sync_stream", "wrap_async_stream"]
+__all__ = ["Observe", "wrappable", "wrap_sync_stream", "wrap_async_stream"]
 
-log = logging.getLogger("llmmetrics")
+_ITERATOR = "_iterator"
 
 
-def _observe_chat(call: Call, chunk: Any, withhold_usage: bool) -> bool:
-    """Note what a chat chunk tells; True if the chunk must be withheld from the user.
+def wrappable(stream_class: type) -> bool:
+    """True if the class's ``__init__`` sets the iterator this module wraps (read from its code, not its source)."""
+    code = getattr(getattr(stream_class, "__init__", None), "__code__", None)
+    return code is not None and _ITERATOR in code.co_names
 
-    Runs once per chunk, and every attribute of an openai model costs a slow lookup (pydantic's
-    ``__getattr__`` hook keeps Python from specialising it): a text delta is not also searched for tool
-    calls, and usage is looked for on the chunks that can carry it (the last choice, or no choice).
-    """
-    choices = chunk.choices
-    if choices:
-        if call.first_token is None:
-            call.first_token = time.perf_counter()
-            call.response_model = chunk.model
-        choice = choices[0]
-        delta = choice.delta
-        if delta is not None:
-            text = delta.content
-            if text:
-                call.chunks.append(text)  # type: ignore[union-attr]
-            elif delta.tool_calls:
-                _merge_tool_calls(call, delta.tool_calls)
-        reason = choice.finish_reason
-        if reason is not None:
-            call.finish_reason = reason
-            usage = chunk.usage
-            if usage is not None:
-                call.usage = usage
+
+#: ``observe(call, item, note)`` notes what one streamed item tells; True: withhold the item from the user.
+#: An SDK adapter passes two to ``wrap_*`` with a ``note`` of its own for them (what to withhold, say):
+#: ``observe``, and ``after_failure``, which takes over once ``observe`` raised (it observes nothing, only
+#: decides withholding). Plain functions, not closures: nothing is built per stream.
+Observe = Callable[["Call", Any, Any], bool]
+
+
+def wrap_sync_stream(stream: Any, call: Call, observe: Observe, after_failure: Observe, note: Any) -> bool:
+    """Trace ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
+    inner: Iterator[Any] | None = getattr(stream, _ITERATOR, None)
+    if inner is None:
+        count_internal_error(call.rt, "stream", "finding the stream's iterator")
         return False
-    usage = chunk.usage
-    if usage is not None:
-        call.usage = usage
-        call.response_model = call.response_model or chunk.model
-        return withhold_usage
-    return False
-
-
-def _merge_tool_calls(call: Call, deltas: Any) -> None:
-    calls = call.tool_calls if call.tool_calls is not None else []
-    call.tool_calls = calls
-    for delta in deltas:
-        while len(calls) <= delta.index:
-            calls.append({"id": None, "name": None, "arguments": ""})
-        entry = calls[delta.index]
-        if delta.id:
-            entry["id"] = delta.id
-        function = delta.function
-        if function is not None:
-            if function.name:
-                entry["name"] = function.name
-            if function.arguments:
-                entry["arguments"] += function.arguments
-
-
-def _observe_response_event(call: Call, event: Any, withhold_usage: bool) -> bool:
-    """Note what a Responses API event tells; never withheld."""
-    kind = event.type
-    if kind == "response.output_text.delta":
-        if call.first_token is None:
-            call.first_token = time.perf_counter()
-    elif kind in ("response.completed", "response.incomplete", "response.failed"):
-        response = event.response
-        call.read_responses_object(response)
-        if kind == "response.failed":
-            error = getattr(response, "error", None)
-            call.stream_error = _ResponseFailed(getattr(error, "message", None) or "response failed")
-    return False
-
-
-class _ResponseFailed(Exception):
-    """The Responses API reported ``response.failed`` inside a stream (the user sees the event, no raise)."""
-
-
-def _finish(call: Call, exc: BaseException | None) -> None:
-    try:
-        if exc is None and call.stream_error is not None:
-            exc = call.stream_error
-        if exc is None:
-            call.succeed()
-        else:
-            call.fail(exc)
-    except Exception:
-        call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
-        log.debug("llmmetrics: finishing a stream failed", exc_info=True)
-
-
-def _observer(call: Call) -> Callable[[Call, Any, bool], bool]:
-    if call.operation == "chat":
-        call.chunks = []
-        return _observe_chat
-    return _observe_response_event
-
-
-def _only_withhold(call: Call, item: Any, withhold_usage: bool) -> bool:
-    """After a failure: observe nothing, but still hide the usage chunk the user did not ask for."""
-    return withhold_usage and not getattr(item, "choices", True) and getattr(item, "usage", None) is not None
-
-
-def _observation_failed(call: Call) -> None:
-    """A chunk llmmetrics could not read: counted once, and the rest of the stream passes untouched."""
-    call.rt.self_metrics.instrumentation_errors.labels("stream").inc()
-    log.debug("llmmetrics: reading a stream chunk failed", exc_info=True)
-
-
-def wrap_sync_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
-    observe = _observer(call)
-    inner: Iterator[Any] = stream._iterator
 
     def traced() -> Iterator[Any]:
         nonlocal observe
         try:
             for item in inner:
                 try:
-                    hide = observe(call, item, withhold_usage)
+                    if observe(call, item, note):
+                        continue
                 except Exception:
-                    _observation_failed(call)
-                    observe = _only_withhold
-                    hide = _only_withhold(call, item, withhold_usage)
-                if not hide:
-                    yield item
+                    observe = after_failure
+                    count_internal_error(call.rt, "stream", "reading a stream item")
+                    if _safe(observe, call, item, note):
+                        continue
+                yield item
         except GeneratorExit:  # closed or dropped early: a partial stream, not an error
-            _finish(call, None)
+            _end(call, None)
             raise
         except BaseException as exc:
-            _finish(call, exc)
+            _end(call, exc)
             raise
-        _finish(call, None)
+        _end(call, None)
 
     original_close = stream.close
 
@@ -152,35 +75,40 @@ def wrap_sync_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
         try:
             original_close()
         finally:
-            _finish(call, None)
+            _end(call, None)
 
-    stream._iterator = traced()
+    setattr(stream, _ITERATOR, traced())
     stream.close = close
+    return True
 
 
-def wrap_async_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
-    observe = _observer(call)
-    inner: AsyncIterator[Any] = stream._iterator
+def wrap_async_stream(stream: Any, call: Call, observe: Observe, after_failure: Observe, note: Any) -> bool:
+    """Trace an async ``stream`` in place; False (and nothing changed) if it has no iterator to wrap."""
+    inner: AsyncIterator[Any] | None = getattr(stream, _ITERATOR, None)
+    if inner is None:
+        count_internal_error(call.rt, "stream", "finding the stream's iterator")
+        return False
 
     async def traced() -> AsyncIterator[Any]:
         nonlocal observe
         try:
             async for item in inner:
                 try:
-                    hide = observe(call, item, withhold_usage)
+                    if observe(call, item, note):
+                        continue
                 except Exception:
-                    _observation_failed(call)
-                    observe = _only_withhold
-                    hide = _only_withhold(call, item, withhold_usage)
-                if not hide:
-                    yield item
+                    observe = after_failure
+                    count_internal_error(call.rt, "stream", "reading a stream item")
+                    if _safe(observe, call, item, note):
+                        continue
+                yield item
         except GeneratorExit:
-            _finish(call, None)
+            _end(call, None)
             raise
         except BaseException as exc:
-            _finish(call, exc)
+            _end(call, exc)
             raise
-        _finish(call, None)
+        _end(call, None)
 
     original_close = stream.close
 
@@ -188,7 +116,25 @@ def wrap_async_stream(stream: Any, call: Call, withhold_usage: bool) -> None:
         try:
             await original_close()
         finally:
-            _finish(call, None)
+            _end(call, None)
 
-    stream._iterator = traced()
+    setattr(stream, _ITERATOR, traced())
     stream.close = close
+    return True
+
+
+def _safe(after_failure: Observe, call: Call, item: Any, note: Any) -> bool:
+    try:
+        return after_failure(call, item, note)
+    except Exception:  # then withhold nothing more: the user sees the stream as the SDK sent it
+        return False
+
+
+def _end(call: Call, exc: BaseException | None) -> None:
+    """Finish the call once (``Call._finish`` never raises); a failure the stream reported in-band counts."""
+    if exc is None and call.stream_error is not None:
+        exc = call.stream_error
+    if exc is None:
+        call.succeed()
+    else:
+        call.fail(exc)

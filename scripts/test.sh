@@ -10,6 +10,7 @@
 #   python_env         .venv with the project and its test extras
 #   logql_grammar      tests/support/logql's npm packages
 #   run_tests          pytest
+#   openai_matrix      the SDK-facing tests under each supported openai major (scripts/openai_matrix.sh)
 # docs/testing.md explains how the binaries are found and how to provide them offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +55,18 @@ run_tests() {
     .venv/bin/python -m pytest "$@"
 }
 
+# The SDK-facing tests again under each supported openai release (scripts/openai_matrix.sh), with the same
+# pytest arguments; skipped when the arguments name test files or directories (a partial run).
+openai_matrix() {
+    bash scripts/openai_matrix.sh "$@"
+}
+
 system_packages
 servers
 python_env
 logql_grammar
-run_tests "$@"
+trap 'exit 130' INT  # Ctrl-C stops the run, not just the step it interrupted
+status=0
+run_tests "$@" || status=$?
+openai_matrix "$@" || { [ "$status" != 0 ] || status=1; }
+exit "$status"

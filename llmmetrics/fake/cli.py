@@ -8,13 +8,13 @@ from a background job whose shell left SIGINT ignored.
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..cli import cannot_listen
 from .server import FakeLLMServer
 from .workload import FAULT_NAMES, FaultPlan, LatencyModel
 
@@ -119,11 +119,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{_PROG}: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                print(f"{_PROG}: port {args.port} on {args.host} is already in use; choose another with --port",
-                      file=sys.stderr)
-            else:
-                print(f"{_PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+            print(cannot_listen("fake-server", args.host, args.port, exc), file=sys.stderr)
             return 2
         try:
             print(server.base_url, flush=True)

@@ -25,7 +25,8 @@ from typing import Any
 from ..config import Config, ConfigError
 from ..private_files import open_private
 from ..stack.options import StackOptions
-from ..traces.cli import Source, add_filter_arguments, add_source_arguments, query_from_args, source_for
+from ..traces.cli import (Source, add_filter_arguments, add_source_arguments, config_from_env, query_from_args,
+                          source_for)
 from ..traces.filters import Query, QueryError
 from ..traces.local import NoTraceFiles
 from ..traces.loki_client import LokiError
@@ -90,14 +91,24 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; exit 0 when written, 2 for a bad option or a missing extra, 1 when the source fails."""
-    err = sys.stderr
+    code, message, footer = _produce(args)
+    if code:
+        sys.stderr.write(message + "\n")
+    else:
+        print(message, flush=True)
+        sys.stderr.write(footer + "\n")
+    return code
+
+
+def _produce(args: argparse.Namespace) -> tuple[int, str, str]:
+    """Write the page; the exit code, what to say (``wrote PATH (N KB)``, or what went wrong) and the source's
+    footer (what was read)."""
     try:
         import pygal  # noqa: F401  (the report extra: only this command needs it)
     except ImportError as error:
-        err.write(EXTRA_MISSING.format(name=error.name or "pygal") + "\n")
-        return 2
+        return 2, EXTRA_MISSING.format(name=error.name or "pygal"), ""
     try:
-        config = Config.from_env()
+        config = config_from_env()  # as `traces` reads it: only the settings it uses must be valid
         query = query_from_args(args)
         query = dataclasses.replace(query, kind=args.kind or "all")
         options = ReportOptions(
@@ -107,38 +118,34 @@ def run(args: argparse.Namespace) -> int:
         if args.top < 1 or args.runs < 0 or args.scan_limit < 1:
             raise QueryError("--top and --scan-limit must be at least 1, --runs at least 0")
     except (ConfigError, QueryError, ValueError) as error:
-        err.write(f"llmmetrics report: {error}\n")
-        return 2
+        return 2, f"llmmetrics report: {error}", ""
     service = args.service or config.service
     try:
         source = source_for(args, config, query, service)
         if source is None:
-            err.write("llmmetrics report: no trace file configured: pass --file PATH or --loki-url URL\n")
-            return 2
+            return 2, "llmmetrics report: no trace file configured: pass --file PATH or --loki-url URL", ""
         footer, size = write_report(args.output, source, lambda q: source_for(args, config, q, service), query,
                                     options, traces_options=_traces_options(args))
     except (NoTraceFiles, LokiError) as error:
-        err.write(f"llmmetrics report: {error}\n")
-        return 1
+        return 1, f"llmmetrics report: {error}", ""
     except OSError as error:  # a trace file without read permission, an output directory that is not there
-        err.write(f"llmmetrics report: {error}\n")
-        return 1
-    print(f"wrote {os.path.abspath(args.output)} ({size / 1000:,.0f} KB)", flush=True)
-    err.write(footer + "\n")
-    return 0
+        return 1, f"llmmetrics report: {error}", ""
+    return 0, f"wrote {os.path.abspath(args.output)} ({size / 1000:,.0f} KB)", footer
 
 
-def report_demo_run(config: Config, started_ns: int, path: str = DEFAULT_OUTPUT) -> int:
-    """What ``llmmetrics demo`` ends with: this run's records as a report, through the command itself."""
+def report_demo_run(config: Config, started_ns: int, path: str = DEFAULT_OUTPUT) -> str:
+    """The line ``llmmetrics demo`` adds to its "where to look next": this run's records as one page, written
+    by the command itself, or why there is none."""
     from ..cli import build_parser
 
+    label = f"  {'this run as one HTML page:':<30}"
     if not (config.trace_file or config.loki_url):
-        print("no report: the run kept no trace records (no trace file, no Loki)", flush=True)
-        return 0
+        return label + "none: the run kept no trace records (no trace file, no Loki)"
     since = datetime.fromtimestamp(started_ns // 10**9, timezone.utc).isoformat()  # whole seconds: shorter to read
-    source = ["--file", config.trace_file] if config.trace_file else ["--loki-url", config.loki_url or ""]
+    source = ["--file", config.trace_file] if config.trace_file else ["--loki-url", config.loki_url]
     args = build_parser().parse_args(["report", *source, "--service", config.service, "--from", since, "-o", path])
-    return run(args)
+    code, message, _ = _produce(args)
+    return label + (f"{os.path.abspath(path)} (open it in a browser)" if code == 0 else message)
 
 
 def write_report(path: str, source: Source, open_source: Callable[[Query], Source | None], query: Query,

@@ -30,19 +30,27 @@ class Sink(Protocol):
 
 
 def build_sinks(config: Config, self_metrics: SelfMetrics) -> list[Sink]:
-    """The sinks a Config asks for: the local file (default), Loki, and the ``logging`` module."""
+    """The sinks a Config asks for: the local file (default), Loki, and the ``logging`` module.
+
+    All or none: if one cannot start, those already started are closed before the error propagates.
+    """
     sinks: list[Sink] = []
-    if config.trace_file:
-        from .file import FileSink
+    try:
+        if config.trace_file:
+            from .file import FileSink
 
-        sinks.append(FileSink(config.trace_file, self_metrics, max_bytes=config.trace_file_max_bytes,
-                              backups=config.trace_file_backups, mode=config.trace_file_mode))
-    if config.loki_url:
-        from .loki import LokiSink
+            sinks.append(FileSink(config.trace_file, self_metrics, max_bytes=config.trace_file_max_bytes,
+                                  backups=config.trace_file_backups, mode=config.trace_file_mode))
+        if config.loki_url:
+            from .loki import LokiSink
 
-        sinks.append(LokiSink(config, self_metrics))
-    if config.log_records:
-        from .logging import LoggingSink
+            sinks.append(LokiSink(config, self_metrics))
+        if config.log_records:
+            from .logging import LoggingSink
 
-        sinks.append(LoggingSink(self_metrics))
+            sinks.append(LoggingSink(self_metrics))
+    except BaseException:
+        for sink in sinks:
+            sink.close(1.0)
+        raise
     return sinks

@@ -223,13 +223,16 @@ def overview(options: StackOptions) -> dict[str, Any]:
             "cpm", "records / min"), 8, 8),
         (_stat(
             "Export failures", "Records dropped, Loki pushes rejected or failed, and export errors over the "
-            "dashboard's time range; red when any occurred (the LLMMetricsExporterFailing alert).",
+            "dashboard's time range (the LLMMetricsExporterFailing alert), and the invalid or unknown LLMMETRICS_* "
+            "settings the running processes replaced by defaults (LLMMetricsMisconfigured); red when any occurred.",
             [_prom(f"ceil(sum(increase(llmmetrics_records_dropped_total{{{_SELF}}}[$__range]))) or vector(0)",
                    "A", "dropped", instant=True),
              _prom(f'ceil(sum(increase(llmmetrics_loki_pushes_total{{{_SELF}, outcome=~"rejected|error"}}[$__range]))) '
                    "or vector(0)", "B", "Loki push failures", instant=True),
              _prom(f"ceil(sum(increase(llmmetrics_export_errors_total{{{_SELF}}}[$__range]))) or vector(0)",
-                   "C", "export errors", instant=True)],
+                   "C", "export errors", instant=True),
+             _prom(f"sum(llmmetrics_config_errors_total{{{_SELF}}}) or vector(0)", "D", "config errors",
+                   instant=True)],
             "short", red_at=1, decimals=0), 8, 8),
     ]
     dashboard = Dashboard(

@@ -212,6 +212,16 @@ def alert_group(options: StackOptions) -> dict[str, Any]:
             "llmmetrics in {{ $labels.job }} ({{ $labels.instance }}) dropped trace records, had Loki pushes "
             "rejected or failing, or counted export errors in the last 10 minutes.",
         ),
+        _alert(
+            # The counter is set once at start-up and stays until the process restarts with a fixed setting,
+            # so its value (not its increase) says the process still runs on a default it was not given.
+            options, "LLMMetricsMisconfigured",
+            f"sum by ({by}) (llmmetrics_config_errors_total{_sel(options)}) > 0",
+            "5m", "ticket",
+            "llmmetrics on {{ $labels.instance }} runs with a default in place of a bad setting",
+            "llmmetrics in {{ $labels.job }} ({{ $labels.instance }}) found {{ $value }} invalid or unknown "
+            "LLMMETRICS_* variables at start-up: it measures every call, but with defaults for those settings.",
+        ),
     ]
     return {"name": "llmmetrics-alerts", "rules": rules}
 

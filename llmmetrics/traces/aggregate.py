@@ -2,7 +2,8 @@
 
 Both fields are dotted record paths (``feature_flags.new_prompt``, ``context.tenant``, ``error.type``) or the
 sort aliases (``cost``, ``latency``, ``tokens``). Records whose summed field is missing (an unpriced model's
-``cost_usd``) are counted apart rather than added as 0, so "$0.00" never hides "we do not know".
+``cost_usd``) are counted apart rather than added as 0: a group none of whose calls is priced shows
+``n/a (36 unpriced)``, so "$0" never hides "we do not know".
 
 >>> groups = aggregate([{"cost_usd": 0.5, "feature_flags": {"new_prompt": True}}], "cost", "feature_flags.new_prompt")
 >>> groups[0].key, groups[0].total
@@ -12,7 +13,7 @@ sort aliases (``cost``, ``latency``, ``tokens``). Records whose summed field is 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 import orjson
@@ -75,8 +76,9 @@ class Group:
     summed: ExactSum = dataclasses.field(default_factory=ExactSum, repr=False)
 
     @property
-    def total(self) -> float:
-        return self.summed.value
+    def total(self) -> float | None:
+        """The sum, or None when no record has the field (unknown, never 0)."""
+        return self.summed.value if self.summed.count else None
 
     @property
     def average(self) -> float | None:
@@ -143,8 +145,8 @@ class Aggregation:
                 group.missing_successes += 1
 
     def groups(self) -> list[Group]:
-        """Largest total first."""
-        return sorted(self._groups.values(), key=lambda g: (-g.total, -g.records, g.key))
+        """Largest total first; groups without any value of the field last."""
+        return sorted(self._groups.values(), key=lambda g: (g.total is None, -(g.total or 0.0), -g.records, g.key))
 
 
 def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_field: str | None) -> list[Group]:
@@ -155,9 +157,13 @@ def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_fi
     return aggregation.groups()
 
 
-def _formatter(sum_field: str | None):
+def _is_cost(sum_field: str | None) -> bool:
+    return (_field(sum_field) or "").endswith("cost_usd")
+
+
+def _formatter(sum_field: str | None) -> Callable[[float | None], str]:
     path = _field(sum_field) or ""
-    if path.endswith("cost_usd"):
+    if _is_cost(sum_field):
         return format_usd
     if path.endswith("_ms"):
         return format_ms
@@ -166,34 +172,51 @@ def _formatter(sum_field: str | None):
     return lambda v: "-" if v is None else f"{v:,.6g}"
 
 
+def _note(group: Group, sum_field: str | None) -> str:
+    """What the sum leaves out: ``(36 unpriced)`` for a cost (a failed call has no usage to price),
+    ``(3 missing)`` for any other field."""
+    if _is_cost(sum_field):
+        return f"({group.missing_successes:,} unpriced)" if group.missing_successes else ""
+    return f"({group.missing:,} missing)" if group.missing else ""
+
+
 def render_groups_table(groups: list[Group], sum_field: str | None, by_field: str | None, out: IO[str]) -> None:
-    """Aligned table: group, records, sum, average and how many records lacked the field; then the grand total."""
+    """Aligned table: group, records, sum and average; a sum no record could give is ``n/a``, never 0, and
+    what it leaves out is said beside it (``n/a (36 unpriced)``). The grand total comes last."""
     fmt = _formatter(sum_field)
-    header = [by_field or "", "RECORDS"]
-    if sum_field:
-        header += [f"SUM {sum_field}", f"AVG {sum_field}", "MISSING"]
-    rows = [header]
-    for group in groups:
-        row = [group.key, f"{group.records:,}"]
-        if sum_field:
-            row += [fmt(group.total), fmt(group.average), f"{group.missing:,}"]
-        rows.append(row)
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else fmt(value)
+
+    rows = list(groups)
     if len(groups) > 1:
-        total = Group.combined("TOTAL", groups)
-        row = [total.key, f"{total.records:,}"]
-        if sum_field:
-            row += [fmt(total.total), fmt(total.average), f"{total.missing:,}"]
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for row in rows:
+        rows.append(Group.combined("TOTAL", groups))
+    header = [by_field or "", "RECORDS"]
+    table = [[group.key, f"{group.records:,}"] for group in rows]
+    if sum_field:
+        # the note reads as part of the sum: amounts right-aligned, each note one space after its amount
+        amounts = [shown(group.total) for group in rows]
+        notes = [_note(group, sum_field) for group in rows]
+        amount_width = max(len(a) for a in amounts)
+        note_width = max(len(n) for n in notes)
+        for row, amount, note, group in zip(table, amounts, notes, rows):
+            row += [amount.rjust(amount_width) + (" " + note.ljust(note_width) if note_width else ""),
+                    shown(group.average)]
+        header += [f"SUM {sum_field}", f"AVG {sum_field}"]
+    table.insert(0, header)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
         out.write("  ".join(cells).rstrip() + "\n")
 
 
 def render_groups_json(groups: list[Group], sum_field: str | None, by_field: str | None, out: IO[str]) -> None:
-    """One JSON object per group: ``{"by": ..., "key": ..., "records": n, "sum": x, "missing": m}``."""
+    """One JSON object per group: ``{"by": ..., "key": ..., "records": n, "sum": x, "missing": m}``; ``sum`` is
+    null when no record has the field, and a cost sum also says how many successes were ``unpriced``."""
     for group in groups:
         row: dict[str, Any] = {"by": by_field, "key": group.key, "records": group.records}
         if sum_field:
             row.update({"field": sum_field, "sum": group.total, "missing": group.missing})
+            if _is_cost(sum_field):
+                row["unpriced"] = group.missing_successes
         out.write(orjson.dumps(row).decode() + "\n")

@@ -24,9 +24,10 @@ from typing import Any
 
 import orjson
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, from_env_or_defaults
 from .aggregate import aggregate, render_groups_json, render_groups_table
 from .filters import (
+    SORT_ALIASES,
     Query,
     QueryError,
     SortOrder,
@@ -40,7 +41,7 @@ from .loki_client import LokiClient, LokiError
 from .render import render_json_lines, render_table, render_tree
 
 __all__ = ["LocalSource", "LokiSource", "Source", "add_command", "add_filter_arguments",
-           "add_source_arguments", "query_from_args", "run", "source_for"]
+           "add_source_arguments", "config_from_env", "query_from_args", "run", "source_for"]
 
 DEFAULT_LIMIT = 50
 #: Loki has no "all time": without --since, this much history is searched (and the footer says so).
@@ -48,6 +49,9 @@ DEFAULT_LOKI_LOOKBACK = "24h"
 #: Sorting by something other than time, aggregating or drawing a tree needs every match, not just the
 #: newest: over Loki at most this many entries are read (a warning says when the cap was hit).
 DEFAULT_SCAN_LIMIT = 100_000
+
+SORT_KEYS = (f"sort keys: {', '.join(SORT_ALIASES)}, or any record field (e.g. input_tokens, error.status_code); "
+             "a leading '-' sorts descending")
 
 _EXAMPLES = """\
 examples:
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     """Answer the query; exit code 0 on success, 2 for a bad option or configuration, 1 when the source fails."""
     out, err = sys.stdout, sys.stderr
     try:
-        config = Config.from_env()
+        config = config_from_env()
         query = query_from_args(args)
         order = SortOrder.parse(args.sort) if args.sort else SortOrder()
         if args.limit is not None and args.limit < 1:
@@ -172,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
                 render_json_lines((m.line for m in shown), out)
             else:
                 render_table([m.record for m in shown], out)
+            # records without the field rank last, so if the first ones lack it, every scanned record does
+            if shown and args.sort and all(order.value(m.record) is None for m in shown):
+                out.flush()
+                err.write(f"llmmetrics traces: no record has the field {order.field!r} to sort by, so the "
+                          f"records are in the order they were read; {SORT_KEYS}\n")
     except (NoTraceFiles, LokiError) as error:
         err.write(f"llmmetrics traces: {error}\n")
         return 1
@@ -186,6 +195,21 @@ def run(args: argparse.Namespace) -> int:
     out.flush()  # the answer first, then the footer, also when both streams go to one terminal or file
     err.write(source.footer() + "\n")
     return 0
+
+
+#: The settings this command reads; a bad value of any other LLMMETRICS_* variable is not its business.
+_READS = frozenset({"service", "trace_file", "loki_url", "loki_tenant", "loki_username", "loki_password",
+                    "loki_bearer_token", "loki_ca_file", "loki_timeout_seconds", "loki_structured_metadata"})
+
+
+def config_from_env() -> Config:
+    """The environment's configuration; bad values of settings this command (and ``report``) reads raise
+    ``ConfigError``."""
+    config, problems = from_env_or_defaults()
+    fatal = [p for p in problems if p.field in _READS]
+    if fatal:
+        raise ConfigError(fatal)
+    return config
 
 
 def source_for(args: argparse.Namespace, config: Config, query: Query, service: str) -> Source | None:

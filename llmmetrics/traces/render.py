@@ -1,7 +1,7 @@
 """Print trace records for a person (an aligned table, an agent run as a tree) or for a program (JSON lines).
 
-Numbers are shown in the unit a reader thinks in: latency as ``812 ms`` / ``3.21 s``, cost as ``$0.0123``,
-tokens with thousands separators. Missing values (no usage, unpriced model) show as ``-``, never as 0.
+Numbers are shown in the unit a reader thinks in: latency as ``812 ms`` / ``3.21 s``, cost as ``$0.012300``
+(always six decimals), tokens with thousands separators. Missing values (no usage, unpriced model) show as ``-``, never as 0.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-__all__ = ["format_ms", "format_tokens", "format_usd", "render_json_lines", "render_table", "render_tree"]
+__all__ = ["format_ms", "format_tokens", "format_usd", "plural", "render_json_lines", "render_table", "render_tree"]
 
 FAILED = "✗"
 OK = "✓"
+USD_DECIMALS = 6
 
 
 def format_ms(value: float | None) -> str:
@@ -27,15 +28,11 @@ def format_ms(value: float | None) -> str:
 
 
 def format_usd(value: float | None) -> str:
+    """Dollars to the micro-dollar everywhere (``$0.000027``, ``$12.500000``): one call of a small model
+    costs a few millionths, and one precision keeps a column's decimal points in line."""
     if value is None:
         return "-"
-    if value == 0:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:.4f}"
-    return f"${value:.6f}"
+    return f"${value:,.{USD_DECIMALS}f}"
 
 
 def format_tokens(value: int | None) -> str:
@@ -154,8 +151,13 @@ def render_tree(trace_id: str, records: Sequence[Mapping[str, Any]], out: IO[str
     out.write(_totals_line(records) + "\n")
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, with thousands separators."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _steps(count: Any) -> str:
-    return "1 step" if count == 1 else f"{count if count is not None else '?'} steps"
+    return "? steps" if count is None else plural(count, "step")
 
 
 def _tree_line(record: Mapping[str, Any], failed_step: bool) -> str:
@@ -196,8 +198,9 @@ def _totals_line(records: Sequence[Mapping[str, Any]]) -> str:
     # a failed call without usage costs nothing knowable; "unpriced" means a success the price table lacks
     unpriced = sum(1 for r in calls if r.get("cost_usd") is None and r.get("status") != "error")
     line = (
-        f"totals: {len(calls)} calls, {failed} failed · model time {format_ms(latency)} · "
-        f"tokens {format_tokens(inp)} in / {format_tokens(out)} out · cost {format_usd(sum(priced))}"
+        f"totals: {plural(len(calls), 'call')}, {failed} failed · model time {format_ms(latency)} · "
+        f"tokens {format_tokens(inp)} in / {format_tokens(out)} out · "
+        f"cost {format_usd(sum(priced)) if priced or not unpriced else 'n/a'}"
     )
     if unpriced:
         line += f" ({unpriced} unpriced)"

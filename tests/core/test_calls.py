@@ -65,9 +65,10 @@ def _usage_of(operation: str, result: Any, items: list[Any]) -> tuple[int, int |
     if operation == "embeddings":
         return result.usage.prompt_tokens, None, 0, 0
     if operation == "responses":
-        usage = result.usage if not items else items[-1].response.usage
-        return (usage.input_tokens, usage.output_tokens, usage.input_tokens_details.cached_tokens,
-                usage.output_tokens_details.reasoning_tokens)
+        # as a dict: openai 1.66 has no model for input_tokens_details and keeps it as the plain dict it got
+        usage = (result.usage if not items else items[-1].response.usage).model_dump()
+        return (usage["input_tokens"], usage["output_tokens"], usage["input_tokens_details"]["cached_tokens"],
+                usage["output_tokens_details"]["reasoning_tokens"])
     usage = result.usage
     return (usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens_details.cached_tokens,
             usage.completion_tokens_details.reasoning_tokens)

@@ -75,6 +75,21 @@ def test_slow_calls_are_always_kept_in_full(configure: Any) -> None:
     assert record["sampled"] == "slow" and record["messages"] == MESSAGES
 
 
+@pytest.mark.parametrize("ratio", [1.0, 0.5])
+def test_the_reason_a_record_was_kept_is_recorded_at_every_ratio(configure: Any, ratio: float) -> None:
+    """At the default ratio 1.0 too, a slow call says `slow` and a failed one `error`, so `sampled="slow"`
+    finds the slow calls; only the rest say `ratio`."""
+    traced, client = configure(sample_success_ratio=ratio, slow_call_seconds=0.0001, latency_slo_seconds=0.0001)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                       extra_headers={"x-fake-fault": "server_error"})
+    assert [r["sampled"] for r in traced.records()] == ["slow", "error"]
+    fast, _ = configure(sample_success_ratio=1.0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert fast.only_record()["sampled"] == "ratio"
+
+
 def test_api_keys_and_auth_headers_never_reach_a_record(configure: Any) -> None:
     """The client's key, Authorization headers and key-shaped strings in prompts are scrubbed."""
     traced, client = configure()

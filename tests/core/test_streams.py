@@ -6,7 +6,6 @@ import asyncio
 import gc
 from typing import Any
 
-import httpx2
 import openai
 import orjson
 import pytest
@@ -14,6 +13,7 @@ import pytest
 import llmmetrics
 
 from tests.support.llm import Traced, make_client
+from tests.support.wire import transport_client
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 
@@ -110,45 +110,9 @@ def test_async_with_raw_response(traced: Traced, async_client: Any) -> None:
 
 # -- identity: the same fixed wire answers through a bare and an instrumented client -------------------------
 
-CHAT_BODY = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop",
-                          "logprobs": None}],
-             "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
-
-
-def _chat_sse(include_usage: bool) -> bytes:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
-    events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    events += [{**chunk, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "a b c".split()]
-    events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if include_usage:
-        events.append({**chunk, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
-    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def _handler(request: httpx2.Request) -> httpx2.Response:
-    body = orjson.loads(request.content)
-    if body.get("stream"):
-        include = bool((body.get("stream_options") or {}).get("include_usage"))
-        return httpx2.Response(200, content=_chat_sse(include), headers={"content-type": "text/event-stream"})
-    if body.get("model") == "broken":
-        return httpx2.Response(503, json={"error": {"message": "overloaded", "type": "server_error"}})
-    return httpx2.Response(200, json=CHAT_BODY, headers={"x-request-id": "req_fixed"})
-
-
-def _transport_client(is_async: bool = False) -> Any:
-    if is_async:
-        async def handler(request: httpx2.Request) -> httpx2.Response:
-            return _handler(request)
-        http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-        return openai.AsyncOpenAI(base_url="http://llm.test/v1", api_key="k", http_client=http, max_retries=0)
-    http = httpx2.Client(transport=httpx2.MockTransport(_handler))
-    return openai.OpenAI(base_url="http://llm.test/v1", api_key="k", http_client=http, max_retries=0)
-
-
 def test_instrumented_client_returns_identical_objects(traced: Traced) -> None:
     """Same wire answer → equal response, equal chunk sequence, equal exception with and without us."""
-    bare, ours = _transport_client(), llmmetrics.instrument(_transport_client())
+    bare, ours = transport_client(), llmmetrics.instrument(transport_client())
     for kwargs in ({}, {"temperature": 0.2, "max_tokens": 5}):
         a = bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
         b = ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
@@ -171,7 +135,7 @@ def test_instrumented_client_returns_identical_objects(traced: Traced) -> None:
 def test_async_instrumented_client_returns_identical_objects(traced: Traced) -> None:
     """The async client: equal responses and chunk sequences with and without instrumentation."""
     async def run() -> None:
-        bare, ours = _transport_client(True), llmmetrics.instrument(_transport_client(True))
+        bare, ours = transport_client(True), llmmetrics.instrument(transport_client(True))
         a = await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         b = await ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         assert a.model_dump() == b.model_dump()
@@ -194,11 +158,11 @@ def test_messages_mutated_after_the_call_do_not_change_the_record(traced: Traced
 def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, llm_server: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """If reading the response breaks inside llmmetrics, the user still gets the response; the failure is counted."""
-    from llmmetrics.instrumentation import Call
+    import llmmetrics.providers.openai as adapter
 
-    def broken(self: Any) -> None:
+    def broken(call: Any) -> None:
         raise RuntimeError("bug in llmmetrics")
-    monkeypatch.setattr(Call, "_read_content", broken)
+    monkeypatch.setattr(adapter, "read_response", broken)
     client = llmmetrics.instrument(make_client(llm_server))
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content
@@ -209,11 +173,10 @@ def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, l
 def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, llm_server: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """If reading chunks breaks inside llmmetrics, every chunk still reaches the user and the call is recorded."""
-    import llmmetrics.streams
-
-    def broken(call: Any, chunk: Any, withhold: bool) -> bool:
+    import llmmetrics.providers.openai as adapter
+    def broken(call: Any, chunk: Any, hide_usage: bool) -> bool:
         raise RuntimeError("bug in llmmetrics")
-    monkeypatch.setattr(llmmetrics.streams, "_observe_chat", broken)
+    monkeypatch.setattr(adapter, "_observe_chat", broken)
     client = llmmetrics.instrument(make_client(llm_server))
     ours = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert all(c.choices for c in ours)  # the usage chunk llmmetrics asked for is still withheld

@@ -110,7 +110,7 @@ def test_demo_writes_a_report_that_renders(page: Page, tmp_path: Path) -> None:
         cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = tmp_path / "llmmetrics-report.html"
-    assert f"wrote {report}" in done.stdout
+    assert f"  this run as one HTML page:    {report} (open it in a browser)" in done.stdout.splitlines()
     assert report.stat().st_mode & 0o777 == 0o600
     page.open(report.as_uri())
     assert page.problems() == []

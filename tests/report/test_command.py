@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from llmmetrics.cli import main as llmmetrics_main
+from tests.support.loki_server import free_port
 from tests.support.report_page import ReportPage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +135,15 @@ def test_without_the_extra_it_says_which_to_install(tmp_path: Path) -> None:
                                    "pip install 'llmmetrics[report]'")
     assert not (tmp_path / "llmmetrics-report.html").exists()
     assert run_blocking(["pygal"], ["traces", "--file", str(traces)], tmp_path).returncode == 0
+
+
+def test_the_demo_without_the_extra_says_which_to_install(tmp_path: Path) -> None:
+    """The demo still runs without pygal, and its last words say how to get the page."""
+    done = run_blocking(["pygal"], ["demo", "--duration", "2", "--no-latency", "--quiet", "--llm", "fake",
+                                    "--port", str(free_port())], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("  this run as one HTML page:    llmmetrics report needs the report extra (pygal is missing): "
+            "pip install 'llmmetrics[report]'") in done.stdout.splitlines()
 
 
 def test_the_report_needs_nothing_of_the_stack_extra(tmp_path: Path) -> None:

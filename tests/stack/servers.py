@@ -18,9 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
-
-from tests.stack.shared import REPO
 
 T = TypeVar("T")
 
@@ -71,15 +68,6 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def ready(url: str) -> bool | None:
-    """True once ``url`` answers 200 (a server's readiness endpoint); None while it answers anything else."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return True if response.status == 200 else None
-    except urllib.error.HTTPError:
-        return None
-
-
 def query(prom: str, expr: str, **params: str) -> list[dict[str, Any]]:
     """An instant query's result vector; raises ValueError when Prometheus rejects the query."""
     try:
@@ -89,17 +77,3 @@ def query(prom: str, expr: str, **params: str) -> list[dict[str, Any]]:
     if body["status"] != "success":
         raise ValueError(f"query failed: {body}")
     return body["data"]["result"]
-
-
-def loki_config(tmp: Path, http_port: int, grpc_port: int) -> Path:
-    """The committed loki/loki-config.yml with its paths under ``tmp`` and its ports on loopback."""
-    config = yaml.safe_load((REPO / "loki" / "loki-config.yml").read_text())
-    data = tmp / "loki-data"
-    text = yaml.safe_dump(config).replace("/loki", str(data))
-    config = yaml.safe_load(text)
-    config["server"].update(http_listen_port=http_port, grpc_listen_port=grpc_port, http_listen_address="127.0.0.1",
-                            grpc_listen_address="127.0.0.1", log_level="warn")
-    config["common"]["instance_addr"] = "127.0.0.1"
-    path = tmp / "loki.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path

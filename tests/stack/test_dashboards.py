@@ -14,7 +14,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from prometheus_client import CollectorRegistry
 
+from llmmetrics.metrics import LLMMetrics, SelfMetrics
 from llmmetrics.stack import dashboards, generate
 from llmmetrics.stack.options import StackOptions
 from tests.stack.shared import load_schema
@@ -23,15 +25,14 @@ from tests.stack.stack_files import load_dashboards, panels, targets
 DASHBOARDS = load_dashboards()
 PANEL_TYPES = {"timeseries", "stat", "table", "logs"}
 #: Metric families of the spec (without the _total/_bucket/_count/_sum sample suffixes).
-SPEC_METRICS = {
-    "llm_requests", "llm_request_duration_seconds", "llm_time_to_first_token_seconds", "llm_tokens",
-    "llm_request_tokens", "llm_cost_usd", "llm_errors", "llm_in_flight_requests", "llm_unpriced_requests",
-    "llmmetrics_records_emitted", "llmmetrics_records_sampled_out", "llmmetrics_records_truncated",
-    "llmmetrics_records_dropped", "llmmetrics_export_queue_depth", "llmmetrics_export_queue_bytes",
-    "llmmetrics_export_errors", "llmmetrics_model_overflow", "llmmetrics_instrumentation_errors",
-    "llmmetrics_loki_pushes", "llmmetrics_loki_push_duration_seconds", "llmmetrics_loki_retries",
-    "llmmetrics_loki_spool_bytes", "llmmetrics_loki_spool_records",
-}
+def _exported_families() -> set[str]:
+    """Every metric family the library registers (its calls' metrics and its own health metrics)."""
+    registry = CollectorRegistry()
+    LLMMetrics(registry, self_metrics=SelfMetrics(registry))
+    return {family.name for family in registry.collect()}
+
+
+SPEC_METRICS = _exported_families()
 
 
 def _validator(schema_file: str, definition: str) -> jsonschema.Draft7Validator:

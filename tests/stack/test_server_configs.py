@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,9 +23,9 @@ from llmmetrics.stack import dashboards, provisioning
 from tests.support.logql_grammar import logql_parse_errors
 from tests.stack.shared import REPO, load_schema
 from tests.stack.stack_files import substitute
-from tests.stack.servers import free_port, loki_config, ready, start, stop, wait_for
 from tests.stack.tools import binary, run
 from tests.support.binaries import PINNED, Stack, version
+from tests.support.loki_server import LokiServer
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -114,6 +113,21 @@ def test_testing_doc_states_the_pinned_versions() -> None:
     for service in ("prometheus", "alertmanager", "loki"):
         assert SERVICES[service]["image"] in table, service
     assert PINNED["GRAFANA_VERSION"] in table
+
+
+def test_readme_states_the_versions_the_tests_ran() -> None:
+    """README.md's version table names the pinned Loki, Prometheus and Alertmanager, the 2.x line, every openai
+    release of the matrix, and the Grafana that compose pins."""
+    text = (REPO / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert PINNED["LOKI_VERSION"] in rows["Loki"]
+    assert PINNED["PROMETHEUS_VERSION"] in rows["Prometheus, promtool"]
+    assert f"{PINNED['PROMETHEUS2_MAJOR']}.x" in rows["Prometheus, promtool"]
+    assert PINNED["ALERTMANAGER_VERSION"] in rows["Alertmanager, amtool"]
+    matrix = re.search(r"^VERSIONS=\((.*)\)$", (REPO / "scripts" / "openai_matrix.sh").read_text(), re.M)
+    assert matrix is not None
+    assert re.findall(r"\d+\.\d+\.\d+", rows["`openai` client"]) == matrix.group(1).split()
+    assert PINNED["GRAFANA_VERSION"] in rows["Grafana"]
 
 
 def test_ports_are_published_on_loopback_only() -> None:
@@ -223,17 +237,12 @@ def test_compose_loki_health_check_runs_on_the_real_loki(tmp_path: Path) -> None
     check = SERVICES["loki"]["healthcheck"]["test"]
     assert check[:2] == ["CMD", "/usr/bin/loki"] and "-health" in check
     assert _yaml("loki/loki-config.yml")["server"]["http_listen_port"] == 3100  # the check's default URL
-    port = free_port()
-    command = [binary("loki"), *check[2:], f"-health.url=http://127.0.0.1:{port}/ready"]
+    loki = LokiServer(tmp_path, auth_enabled=False)
+    command = [binary("loki"), *check[2:], f"-health.url={loki.url}/ready"]
     assert run(command).returncode == 1
-    procs = [start([binary("loki"), f"-config.file={loki_config(tmp_path, port, free_port())}",
-                    "-ingester.min-ready-duration=0s"], tmp_path / "loki.log")]
-    try:
-        wait_for("Loki to be ready", lambda: ready(f"http://127.0.0.1:{port}/ready"), time.monotonic() + 90, procs)
+    with loki:
         result = run(command)
         assert result.returncode == 0, result.stdout + result.stderr
-    finally:
-        stop(procs)
 
 
 def _size(text: str) -> int:

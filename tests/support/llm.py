@@ -10,7 +10,6 @@ import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
-import llmmetrics
 from llmmetrics.fake import FakeLLMServer
 
 API_KEY = "sk-test-0123456789abcdefghijklmnop"

@@ -250,6 +250,22 @@ class TestReadingFiles:
         code, out, _ = traces(capsys, "--call-id", f"{5:032x}", "--format", "json")
         assert code == 0 and ids_of(out) == [5]
 
+    def test_a_bad_setting_the_command_does_not_read_does_not_stop_it(self, trace_file: Path, capsys,
+                                                                     monkeypatch) -> None:
+        """LLMMETRICS_SAMPLE_SUCCESS_RATIO=abc is the instrumentation's business: the query still answers."""
+        monkeypatch.setenv("LLMMETRICS_SAMPLE_SUCCESS_RATIO", "abc")
+        code, out, _ = traces(capsys, "--file", str(trace_file), "--call-id", f"{5:032x}", "--format", "json")
+        assert code == 0 and ids_of(out) == [5]
+
+    def test_a_bad_setting_the_command_reads_is_named(self, trace_file: Path, capsys, monkeypatch) -> None:
+        """LLMMETRICS_LOKI_URL without a scheme: exit 2 with the variable, the value and what is accepted."""
+        monkeypatch.setenv("LLMMETRICS_LOKI_URL", "localhost:3100")
+        code, out, err = traces(capsys, "--status", "error")
+        assert code == 2 and out == ""
+        assert err == ("llmmetrics traces: invalid configuration: LLMMETRICS_LOKI_URL='localhost:3100' (field "
+                       "loki_url): expected an http:// or https:// URL such as http://localhost:3100 (or empty for "
+                       "none)\n")
+
 
 FILTERS: list[tuple[list[str], set[int]]] = [
     ([], {1, 2, 3, 4, 5, 6, 7, 8, 9, 101, 102, 103, 104}),
@@ -431,8 +447,10 @@ class TestAggregation:
         assert rows["true"]["records"] == 7 and rows["true"]["missing"] == 2
         assert rows["true"]["sum"] == pytest.approx(0.0125 + 0.004 + 0.0031 + 2 * 0.000027)
         # new_prompt=false: 3 (failed), 7 (unpriced model)
+        assert rows["true"]["unpriced"] == 0  # both lack a cost because they failed
+        # nothing priced: the sum is unknown (null), never 0; one success (the unpriced model) says why
         assert rows["false"] == {"by": "feature_flags.new_prompt", "key": "false", "records": 2, "field": "cost_usd",
-                                 "sum": 0.0, "missing": 2}
+                                 "sum": None, "missing": 2, "unpriced": 1}
 
     def test_the_table_has_a_row_per_group_and_a_total(self, trace_file: Path, capsys) -> None:
         """The table form shows dollars formatted, per group and in total."""
@@ -441,9 +459,36 @@ class TestAggregation:
         lines = out.splitlines()
         assert lines[0].split()[:2] == ["model", "RECORDS"]
         by_model = {line.split()[0]: line for line in lines[1:]}
-        assert "$0.1201" in by_model["gpt-4o-mini"]  # 0.12 + the small calls
+        assert "$0.120074" in by_model["gpt-4o-mini"]  # 0.12 + the small calls
         assert lines[1].startswith("gpt-4o-mini")
         assert lines[-1].startswith("TOTAL") and " 13 " in lines[-1]
+
+    def test_a_group_with_no_priced_call_shows_unpriced_never_zero(self, tmp_path: Path, capsys) -> None:
+        """--sum cost: a model none of whose 36 calls is priced reads `n/a (36 unpriced)`, a partly priced one
+        its sum and how many were unpriced, and no amount reads $0."""
+        records = ([call_record(n, ago=timedelta(minutes=n), model="my-finetune", cost_usd=None) for n in range(36)]
+                   + [call_record(100 + n, ago=timedelta(minutes=n), cost_usd=0.25) for n in range(2)]
+                   + [call_record(200, ago=timedelta(minutes=1), cost_usd=None)])
+        write_jsonl(tmp_path / "t.jsonl", records)
+        code, out, _ = traces(capsys, "--file", str(tmp_path / "t.jsonl"), "--sum", "cost", "--by", "model")
+        assert code == 0
+        rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+        assert re.search(r"^my-finetune\s+36\s+n/a \(36 unpriced\)\s+n/a$", rows["my-finetune"])
+        assert re.search(r"^gpt-4o-mini\s+3\s+\$0\.500000 \(1 unpriced\)\s+\$0\.250000$", rows["gpt-4o-mini"])
+        assert re.search(r"^TOTAL\s+39\s+\$0\.500000 \(37 unpriced\)", rows["TOTAL"])
+        assert "$0 " not in out and "$0.000000" not in out
+        _, out, _ = traces(capsys, "--file", str(tmp_path / "t.jsonl"), "--sum", "cost", "--by", "model",
+                           "--format", "json")
+        by_key = {r["key"]: r for r in map(orjson.loads, out.splitlines())}
+        assert by_key["my-finetune"]["sum"] is None and by_key["my-finetune"]["unpriced"] == 36
+
+    def test_money_has_one_precision_everywhere(self, trace_file: Path, capsys) -> None:
+        """Every dollar amount in the table, the tree and the totals has six decimals, whatever its size."""
+        outputs = [traces(capsys, "--file", str(trace_file), "--limit", "100")[1],
+                   traces(capsys, "--file", str(trace_file), "--trace-id", TRACE)[1],
+                   traces(capsys, "--file", str(trace_file), "--sum", "cost", "--by", "model")[1]]
+        amounts = [a for out in outputs for a in re.findall(r"\$[\d,.]+", out)]
+        assert len(amounts) > 20 and all(re.fullmatch(r"\$\d{1,3}(,\d{3})*\.\d{6}", a) for a in amounts), amounts
 
     def test_limit_bounds_how_many_records_are_aggregated(self, trace_file: Path, capsys) -> None:
         """With --limit, totals cover only that many matching records (the oldest first, as stored)."""
@@ -467,6 +512,22 @@ class TestAggregation:
         assert re.search(r"anthropic\s+1\s+4\.10 s", out)
 
 
+class TestSortField:
+    def test_a_field_no_record_has_is_said_with_the_sort_keys(self, trace_file: Path, capsys) -> None:
+        """--sort -speed: the records are shown as read, and stderr says no record has `speed`, naming the keys."""
+        code, out, err = traces(capsys, "--file", str(trace_file), "--sort", "-speed")
+        assert code == 0 and out.startswith("TIME (UTC)")
+        assert err.splitlines()[0] == (
+            "llmmetrics traces: no record has the field 'speed' to sort by, so the records are in the order they "
+            "were read; sort keys: latency, cost, tokens, time, ttft, or any record field (e.g. input_tokens, "
+            "error.status_code); a leading '-' sorts descending")
+
+    def test_a_field_some_records_have_sorts_without_a_word(self, trace_file: Path, capsys) -> None:
+        """--sort on a field present in some records sorts them first and warns of nothing."""
+        code, _, err = traces(capsys, "--file", str(trace_file), "--sort", "-ttft", "--format", "json")
+        assert code == 0 and "no record has" not in err
+
+
 class TestTreeView:
     def test_a_run_renders_as_an_indented_tree(self, trace_file: Path, capsys) -> None:
         """--trace-id alone: run at top, calls by start time, the nested run indented, the failing step marked."""
@@ -476,7 +537,7 @@ class TestTreeView:
         assert lines[0] == f"trace {TRACE}"
         assert lines[1].startswith("└─ ✗ run planner  5.00 s  model wait 32.50 s  4 steps")
         assert lines[2].startswith("   ├─ ✓ chat gpt-4o-mini  1.20 s") and f"call {101:032x}" in lines[2]
-        assert lines[3].startswith("   ├─ ✓ chat gpt-4o  900 ms  tokens 100 → 20  $0.0031")
+        assert lines[3].startswith("   ├─ ✓ chat gpt-4o  900 ms  tokens 100 → 20  $0.003100")
         assert lines[4].startswith("   ├─ ✗ run search")
         assert lines[5].startswith("   │  └─ ✗ chat gpt-4o-mini  30.00 s  tokens -")
         assert "APITimeoutError" in lines[5] and lines[5].endswith("← failed step")
@@ -512,7 +573,7 @@ class TestTable:
             for start in starts:
                 assert line[start - 2:start] == "  " and line[start] != " ", (line, start)
         row8 = next(line for line in lines if "the invoice" in line or "responses" in line)
-        assert "2.90 s" in row8 and "40,000 → 1,000" in row8 and "$0.1200" in row8
+        assert "2.90 s" in row8 and "40,000 → 1,000" in row8 and "$0.120000" in row8
         row3 = next(line for line in lines if "RateLimitError 429: Rate limit reached" in line)
         assert "✗" in row3 and "150 ms" in row3
 

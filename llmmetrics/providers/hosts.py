@@ -1,10 +1,14 @@
-"""Which provider a client talks to, from its base URL: a small fixed set of label values."""
+"""Which provider an endpoint belongs to, from its base URL: a small fixed set of label values.
+
+Shared by the SDK adapters: an OpenAI-compatible client (and any SDK pointed at a gateway) says where it
+talks only through its base URL.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["provider_for_url", "provider_for_client"]
+__all__ = ["provider_for_url"]
 
 _HOST_SUFFIXES = (
     ("api.openai.com", "openai"),
@@ -53,9 +57,3 @@ def provider_for_url(base_url: object) -> str:
         return "vllm"
     return "openai_compatible"
 
-
-def provider_for_client(client: object) -> str:
-    """The provider of an ``openai`` client: Azure clients by class (any endpoint), others by base URL."""
-    if any(cls.__name__.startswith("AsyncAzure") or cls.__name__.startswith("Azure") for cls in type(client).__mro__):
-        return "azure_openai"
-    return provider_for_url(getattr(client, "base_url", ""))
