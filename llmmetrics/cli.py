@@ -1,4 +1,4 @@
-"""The ``llmmetrics`` command: ``demo``, ``traces``, ``generate`` and ``fake-server``."""
+"""The ``llmmetrics`` command: ``demo``, ``traces``, ``report``, ``generate`` and ``fake-server``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ __all__ = ["main", "cannot_listen"]
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__, demo
     from .fake import cli as fake_server
+    from .report import command as report
     from .stack import generate
     from .traces import cli as traces
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo.add_command(commands)
     traces.add_command(commands)
+    report.add_command(commands)
     generate.add_command(commands)
     fake_server.add_command(commands)
     return parser

@@ -221,6 +221,7 @@ def _next_steps(config: Config, metrics_url: str, failed_trace_id: str | None) -
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    started_ns = time.time_ns()  # the report at the end covers this run
     use_real = args.llm == "openai" or (args.llm == "auto" and os.environ.get("OPENAI_API_KEY"))
     overrides: dict[str, Any] = {"service": args.service, "env": args.env}
     if args.trace_file is not None:
@@ -252,7 +253,11 @@ def run_demo(args: argparse.Namespace) -> int:
         final = Snapshot(rt.metrics, stats.runs, time.monotonic())
         shutdown()
     print(f"llmmetrics demo: done after {final.at - stats.started:.0f} s: {final.summary()}", flush=True)
-    print("Where to look next:\n" + "\n".join(_next_steps(config, metrics_url, stats.failed_trace_id)), flush=True)
+    # --- this run as one offline HTML page (llmmetrics report; says which extra to install if it is missing)
+    from .report.command import report_demo_run
+    page = report_demo_run(config, started_ns)
+    print("Where to look next:\n" + "\n".join([page, *_next_steps(config, metrics_url, stats.failed_trace_id)]),
+          flush=True)
     return 0
 
 

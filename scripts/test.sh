@@ -27,6 +27,7 @@ system_packages() {
     # the Loki proxy and TLS tests: a real HTTP proxy, and openssl for a throwaway CA
     command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy-bin)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the report's browser test (tests/report/)
     ((${#missing[@]})) || return 0
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo

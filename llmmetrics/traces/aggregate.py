@@ -13,7 +13,6 @@ sort aliases (``cost``, ``latency``, ``tokens``). Records whose summed field is 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
@@ -22,31 +21,79 @@ import orjson
 from .filters import SORT_ALIASES, path_getter
 from .render import format_ms, format_tokens, format_usd
 
-__all__ = ["Group", "aggregate", "render_groups_json", "render_groups_table"]
+__all__ = ["Aggregation", "ExactSum", "Group", "aggregate", "render_groups_json", "render_groups_table"]
 
 NONE_KEY = "(none)"
 
 
+class ExactSum:
+    """A sum of numbers kept exact in constant memory: its ``value`` is what ``math.fsum`` of them all gives.
+
+    Every finite float is a whole number of 2**-1074 (the smallest positive float), so the sum is kept as
+    one integer count of those; int / int division rounds correctly, as fsum does. The answer therefore does
+    not depend on the order records arrived in (file vs Loki), and a million values cost no memory.
+
+    >>> total = ExactSum()
+    >>> for value in (1e16, 1.0, -1e16):   # sum() of these gives 0.0
+    ...     total.add(value)
+    >>> total.value, total.count
+    (1.0, 3)
+    """
+
+    __slots__ = ("count", "_units")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._units = 0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        numerator, denominator = value.as_integer_ratio()  # denominator is a power of two
+        self._units += numerator << (_SCALE_BITS + 1 - denominator.bit_length())
+
+    def merge(self, other: ExactSum) -> None:
+        self.count += other.count
+        self._units += other._units
+
+    @property
+    def value(self) -> float:
+        return self._units / _SCALE
+
+
+_SCALE_BITS = 1074
+_SCALE = 1 << _SCALE_BITS
+
+
 @dataclasses.dataclass
 class Group:
-    """One ``--by`` value: how many records, the values of the summed field, how many lack it (and of those,
-    how many are successes: for a cost, those are the unpriced calls)."""
+    """One ``--by`` value: how many records, the sum of the field over those that have it, how many lack it
+    (and of those, how many are successes: for a cost, those are the unpriced calls)."""
 
     key: str
     records: int = 0
     missing: int = 0
     missing_successes: int = 0
-    values: list[float] = dataclasses.field(default_factory=list, repr=False)
+    summed: ExactSum = dataclasses.field(default_factory=ExactSum, repr=False)
 
     @property
     def total(self) -> float | None:
         """The sum, or None when no record has the field (unknown, never 0)."""
-        # fsum: exact, so the answer does not depend on the order records arrived in (file vs Loki)
-        return math.fsum(self.values) if self.values else None
+        return self.summed.value if self.summed.count else None
 
     @property
     def average(self) -> float | None:
-        return math.fsum(self.values) / len(self.values) if self.values else None
+        return self.summed.value / self.summed.count if self.summed.count else None
+
+    @classmethod
+    def combined(cls, key: str, groups: Iterable[Group]) -> Group:
+        """One group adding up ``groups`` (the grand total row)."""
+        total = cls(key)
+        for group in groups:
+            total.records += group.records
+            total.missing += group.missing
+            total.missing_successes += group.missing_successes
+            total.summed.merge(group.summed)
+        return total
 
 
 def _field(name: str | None) -> str | None:
@@ -63,14 +110,23 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_field: str | None) -> list[Group]:
-    """Group ``records`` by ``by_field`` (one group when None) and sum ``sum_field``; largest total first."""
-    total_path, by_path = _field(sum_field), _field(by_field)
-    group_of = path_getter(by_path) if by_path else (lambda record: "all")
-    value_of = path_getter(total_path) if total_path else None
-    groups: dict[Any, Group] = {}
-    for record in records:
-        raw = group_of(record)
+class Aggregation:
+    """Groups filled one record at a time, so that one scan can feed several (the report's spend by model,
+    by user and by feature flag); :func:`aggregate` is the one-question form."""
+
+    def __init__(self, sum_field: str | None, by_field: str | None, *, earlier: Group | None = None) -> None:
+        """``earlier``: records read before this aggregation began, none of which has ``by_field`` (a feature
+        flag first seen mid-scan): they start its ``(none)`` group."""
+        total_path, by_path = _field(sum_field), _field(by_field)
+        self._group_of = path_getter(by_path) if by_path else (lambda record: "all")
+        self._value_of = path_getter(total_path) if total_path else None
+        self._groups: dict[Any, Group] = {}
+        if earlier is not None and earlier.records:
+            self._groups[NONE_KEY] = Group.combined(NONE_KEY, [earlier])
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        raw = self._group_of(record)
+        groups = self._groups
         group = groups.get(raw) if type(raw) is str else None
         if group is None:
             key = _key_text(raw)
@@ -78,16 +134,27 @@ def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_fi
             if group is None:
                 group = groups[key] = Group(key)
         group.records += 1
-        if value_of is None:
-            continue
-        value = value_of(record)
+        if self._value_of is None:
+            return
+        value = self._value_of(record)
         if type(value) is float or type(value) is int:
-            group.values.append(value)
+            group.summed.add(value)
         else:
             group.missing += 1
             if record.get("status") != "error":
                 group.missing_successes += 1
-    return sorted(groups.values(), key=lambda g: (g.total is None, -(g.total or 0.0), -g.records, g.key))
+
+    def groups(self) -> list[Group]:
+        """Largest total first; groups without any value of the field last."""
+        return sorted(self._groups.values(), key=lambda g: (g.total is None, -(g.total or 0.0), -g.records, g.key))
+
+
+def aggregate(records: Iterable[Mapping[str, Any]], sum_field: str | None, by_field: str | None) -> list[Group]:
+    """Group ``records`` by ``by_field`` (one group when None) and sum ``sum_field``; largest total first."""
+    aggregation = Aggregation(sum_field, by_field)
+    for record in records:
+        aggregation.add(record)
+    return aggregation.groups()
 
 
 def _is_cost(sum_field: str | None) -> bool:
@@ -123,8 +190,7 @@ def render_groups_table(groups: list[Group], sum_field: str | None, by_field: st
 
     rows = list(groups)
     if len(groups) > 1:
-        rows.append(Group("TOTAL", sum(g.records for g in groups), sum(g.missing for g in groups),
-                          sum(g.missing_successes for g in groups), [v for g in groups for v in g.values]))
+        rows.append(Group.combined("TOTAL", groups))
     header = [by_field or "", "RECORDS"]
     table = [[group.key, f"{group.records:,}"] for group in rows]
     if sum_field:

@@ -40,7 +40,8 @@ from .logql import build_logql
 from .loki_client import LokiClient, LokiError
 from .render import render_json_lines, render_table, render_tree
 
-__all__ = ["add_command", "run"]
+__all__ = ["LocalSource", "LokiSource", "Source", "add_command", "add_filter_arguments",
+           "add_source_arguments", "config_from_env", "query_from_args", "run", "source_for"]
 
 DEFAULT_LIMIT = 50
 #: Loki has no "all time": without --since, this much history is searched (and the footer says so).
@@ -71,6 +72,28 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_filter_arguments(parser)
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--sort", metavar="[-]FIELD", help="latency, cost, tokens, time, ttft or a dotted field; "
+                        "'-' for descending (default -time: newest first)")
+    output.add_argument("--limit", type=int, metavar="N", help=f"records to show (default {DEFAULT_LIMIT})")
+    output.add_argument("--sum", metavar="FIELD", help="sum this field (cost_usd, latency_ms, tokens, …) per group")
+    output.add_argument("--by", metavar="FIELD", help="group by this dotted field, e.g. feature_flags.new_prompt")
+    output.add_argument("--format", choices=("table", "json"), default="table")
+
+    source = add_source_arguments(parser)
+    source.add_argument("--print-logql", action="store_true", help="print the LogQL for these filters and exit")
+    parser.set_defaults(func=run)
+    # `--sort -latency` (as the issue and the docs write it): argparse would take "-latency" for an unknown
+    # option. It already lets values that look like negative numbers through; widen that test to "-name".
+    # Set after every option is added, so -h still resolves as the help option (exact matches win).
+    parser._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[A-Za-z_][A-Za-z0-9_.]*$")
+    return parser
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filter options (``--since``, ``--model``, ``--service``, …), shared with ``llmmetrics report``."""
     filters = parser.add_argument_group("filters")
     filters.add_argument("--status", choices=("success", "error", "ok"), help="call outcome (ok = success)")
     filters.add_argument("--model", help="requested model, e.g. gpt-4o-mini")
@@ -93,14 +116,9 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
     filters.add_argument("--grep", metavar="TEXT", help="free text anywhere in the raw record line (LogQL |=)")
     filters.add_argument("--kind", choices=("call", "run", "all"), help="record kind (default call; all for a tree)")
 
-    output = parser.add_argument_group("output")
-    output.add_argument("--sort", metavar="[-]FIELD", help="latency, cost, tokens, time, ttft or a dotted field; "
-                        "'-' for descending (default -time: newest first)")
-    output.add_argument("--limit", type=int, metavar="N", help=f"records to show (default {DEFAULT_LIMIT})")
-    output.add_argument("--sum", metavar="FIELD", help="sum this field (cost_usd, latency_ms, tokens, …) per group")
-    output.add_argument("--by", metavar="FIELD", help="group by this dotted field, e.g. feature_flags.new_prompt")
-    output.add_argument("--format", choices=("table", "json"), default="table")
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> Any:
+    """Where the records come from (``--file``, ``--loki-url``, …); returns the group for more options."""
     source = parser.add_argument_group("source")
     source.add_argument("--file", metavar="PATH", help="local trace file (default LLMMETRICS_TRACE_FILE / "
                         "llmmetrics-traces.jsonl); forces the local backend")
@@ -110,20 +128,14 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
                         "(default LLMMETRICS_LOKI_CA_FILE, else REQUESTS_CA_BUNDLE, else the system's roots)")
     source.add_argument("--scan-limit", type=int, default=DEFAULT_SCAN_LIMIT, metavar="N",
                         help="Loki: most entries read when sorting by a non-time field, aggregating or drawing a tree")
-    source.add_argument("--print-logql", action="store_true", help="print the LogQL for these filters and exit")
-    parser.set_defaults(func=run)
-    # `--sort -latency` (as the issue and the docs write it): argparse would take "-latency" for an unknown
-    # option. It already lets values that look like negative numbers through; widen that test to "-name".
-    # Set after every option is added, so -h still resolves as the help option (exact matches win).
-    parser._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[A-Za-z_][A-Za-z0-9_.]*$")
-    return parser
+    return source
 
 
 def run(args: argparse.Namespace) -> int:
     """Answer the query; exit code 0 on success, 2 for a bad option or configuration, 1 when the source fails."""
     out, err = sys.stdout, sys.stderr
     try:
-        config = _config_from_env()
+        config = config_from_env()
         query = query_from_args(args)
         order = SortOrder.parse(args.sort) if args.sort else SortOrder()
         if args.limit is not None and args.limit < 1:
@@ -143,12 +155,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(logql + "\n")
         return 0
 
-    loki_url = args.loki_url or (None if args.file else config.loki_url)
-    if loki_url:
-        source: _Source = _LokiSource(args, config, query, loki_url, service)
-    elif args.file or config.trace_file:
-        source = _LocalSource(args.file or config.trace_file, query)
-    else:
+    source = source_for(args, config, query, service)
+    if source is None:
         err.write("llmmetrics traces: no trace file configured: pass --file PATH or --loki-url URL\n")
         return 2
     # A query parses up to millions of short-lived records and creates no reference cycles: the cyclic
@@ -194,8 +202,9 @@ _READS = frozenset({"service", "trace_file", "loki_url", "loki_tenant", "loki_us
                     "loki_bearer_token", "loki_ca_file", "loki_timeout_seconds", "loki_structured_metadata"})
 
 
-def _config_from_env() -> Config:
-    """The environment's configuration; bad values of settings this command reads raise ``ConfigError``."""
+def config_from_env() -> Config:
+    """The environment's configuration; bad values of settings this command (and ``report``) reads raise
+    ``ConfigError``."""
     config, problems = from_env_or_defaults()
     fatal = [p for p in problems if p.field in _READS]
     if fatal:
@@ -203,7 +212,18 @@ def _config_from_env() -> Config:
     return config
 
 
-class _Source:
+def source_for(args: argparse.Namespace, config: Config, query: Query, service: str) -> Source | None:
+    """Loki when ``--loki-url`` is given (or configured, unless ``--file`` is), else the local files; None
+    when neither is configured."""
+    loki_url = args.loki_url or (None if args.file else config.loki_url)
+    if loki_url:
+        return LokiSource(args, config, query, loki_url, service)
+    if args.file or config.trace_file:
+        return LocalSource(args.file or config.trace_file, query)
+    return None
+
+
+class Source:
     """Where matches come from; ``footer`` says afterwards what was read (and what was skipped or capped)."""
 
     def matches(self, limit: int | None) -> Iterable[Match]:
@@ -218,7 +238,7 @@ class _Source:
         raise NotImplementedError
 
 
-class _LocalSource(_Source):
+class LocalSource(Source):
     def __init__(self, path: str, query: Query) -> None:
         self.scan = LocalScan(path, query)
         self.started = time.perf_counter()
@@ -237,7 +257,7 @@ class _LocalSource(_Source):
         return footer
 
 
-class _LokiSource(_Source):
+class LokiSource(Source):
     def __init__(self, args: argparse.Namespace, config: Config, query: Query, url: str, service: str) -> None:
         self.note = ""
         if query.start_ns is None:

@@ -206,7 +206,7 @@ class LocalScan:
                 continue  # empty
             with mapped:
                 # Blocks are ranges of the mapped file: searched in place, only lines are copied out.
-                for start, end in _blocks_backwards(mapped) if newest_first else _blocks(mapped):
+                for start, end in _released(mapped, _blocks_backwards(mapped) if newest_first else _blocks(mapped)):
                     self.bytes_read += end - start
                     if not compiled.block_may_match(mapped, start, end):
                         continue
@@ -316,6 +316,29 @@ def _blocks_backwards(mapped: mmap.mmap) -> Iterator[tuple[int, int]]:
             start = newline + 1
         yield start, end
         end = start
+
+
+def _released(mapped: mmap.mmap, blocks: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The blocks, each one's pages handed back once the scan asks for the next (lines are copies by then).
+
+    Pages of a mapped file that were read stay in the process's resident set until unmapped: without this a
+    scan of a 1.4 GB file peaks at 1.4 GB of RSS (reclaimable page cache, but counted, and alarming); with it
+    about one block. The file's pages stay in the page cache, so nothing is read twice. The block read
+    before is released again with each one: a fault maps its neighbours too (the kernel's fault-around),
+    which puts a few pages of the block before back.
+    """
+    previous: tuple[int, int] | None = None
+    for start, end in blocks:
+        yield start, end
+        if _DONTNEED is not None:
+            low, high = (start, end) if previous is None else (min(start, previous[0]), max(end, previous[1]))
+            low -= low % mmap.PAGESIZE
+            mapped.madvise(_DONTNEED, low, high - low)
+        previous = start, end
+
+
+#: Linux and macOS; elsewhere the pages stay mapped until the file is closed
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def _line_number(file: Path, offset: int) -> int:

@@ -151,3 +151,14 @@ def test_multiprocess_measures_the_exemplar_store_and_the_scrape(tmp_path: Path)
     assert data["scrape"]["exemplars_served"] > 0
     assert rows["openmetrics"]["llmmetrics_bytes"] > rows["openmetrics"]["prometheus_client_bytes"]  # the exemplars
     assert isinstance(data["summary"]["store_added_us_per_call"], NUMBER)
+
+
+def test_report_measures_each_size_against_a_traces_scan(tmp_path: Path) -> None:
+    """report.py writes a page at each size and measures it next to a traces scan and a bare parse."""
+    data = run("report.py", "--records", "3000", results=tmp_path)
+    assert [r["records"] for r in data["rows"]] == [300, 1500, 3000]
+    for row in data["rows"]:
+        for prefix in ("report", "traces", "parse"):
+            assert row[f"{prefix}_cpu_s"] > 0 and row[f"{prefix}_peak_rss_mb"] > 0
+        assert row["page_kb"] > 10 and isinstance(row["report_over_traces_cpu"], NUMBER)
+    assert data["import"]["peak_rss_mb"] > 0

@@ -68,6 +68,8 @@ _BINARIES = {
     # the Loki proxy and TLS tests: a real HTTP proxy, and openssl for a throwaway CA (any version)
     "tinyproxy": _Binary("TINYPROXY_BIN", ("tinyproxy",), None, "any version"),
     "openssl": _Binary("OPENSSL_BIN", ("openssl",), None, "any version"),
+    # the report's browser test: Debian's headless Chromium (any version)
+    "chromium": _Binary("CHROMIUM_BIN", ("chromium", "chromium-browser"), None, "any version"),
 }
 
 
