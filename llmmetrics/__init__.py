@@ -23,7 +23,7 @@ from .instrumentation import call_llm_with_tracing, instrument, is_instrumented,
 from .runtime import configure, runtime, shutdown
 
 #: The package version; pyproject.toml reads it from here (``llmmetrics --version`` prints it).
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _log = logging.getLogger("llmmetrics")
 

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+import llmmetrics
 from llmmetrics.config import Config
 from llmmetrics.sinks.loki_push import MAX_LABEL_NAMES, MAX_LINE_BYTES
 from llmmetrics.stack import dashboards, provisioning
@@ -97,6 +98,11 @@ def _image_tag(service: str) -> str:
 def test_compose_pins_the_server_versions_the_tests_ran(service: str, server: str) -> None:
     """Each server image in docker-compose.yml has exactly the version of the binary the tests run."""
     assert _image_tag(service) == version(server) == PINNED[f"{server.upper()}_VERSION"]
+
+
+def test_compose_tags_the_demo_image_with_the_package_version() -> None:
+    """The app image compose builds is tagged with the version it contains (``llmmetrics.__version__``)."""
+    assert _image_tag("app") == llmmetrics.__version__
 
 
 def test_compose_pins_a_current_grafana() -> None:
