@@ -112,6 +112,7 @@ def _observe_chat(call: Call, chunk: Any, hide_usage: bool) -> bool:
     """
     choices = chunk.choices
     if choices:
+        call.chunk_count += 1
         if call.first_token is None:
             call.first_token = time.perf_counter()
             call.response_model = chunk.model
@@ -165,6 +166,7 @@ def _observe_response_event(call: Call, event: Any, note: Any) -> bool:
     exporter); never withheld."""
     kind = event.type
     if kind == "response.output_text.delta":
+        call.chunk_count += 1
         if call.first_token is None:
             call.first_token = time.perf_counter()
     elif kind in _RESPONSE_ENDS:
@@ -229,15 +231,16 @@ def _chat_tool_call(tool_call: Any) -> dict[str, Any]:
     return {"id": tool_call.id, "name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)}
 
 
-def read_usage(operation: str, usage: Any) -> tuple[int | None, int | None, int | None, int | None]:
-    """(input, output, cached input, reasoning) from either usage shape; absent parts are None."""
+def read_usage(operation: str, usage: Any) -> tuple[int | None, ...]:
+    """(input, output, cached input, reasoning, cache writes, 1-hour cache writes) from either usage shape;
+    absent parts are None. OpenAI bills no cache writes apart, so those are always None."""
     if operation == "responses":
         return (usage.input_tokens, usage.output_tokens,
                 detail(getattr(usage, "input_tokens_details", None), "cached_tokens"),
-                detail(getattr(usage, "output_tokens_details", None), "reasoning_tokens"))
+                detail(getattr(usage, "output_tokens_details", None), "reasoning_tokens"), None, None)
     input_tokens = usage.prompt_tokens
     if operation == "embeddings":
-        return input_tokens, None, None, None
+        return input_tokens, None, None, None, None, None
     return (input_tokens, usage.completion_tokens,
             detail(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
-            detail(getattr(usage, "completion_tokens_details", None), "reasoning_tokens"))
+            detail(getattr(usage, "completion_tokens_details", None), "reasoning_tokens"), None, None)

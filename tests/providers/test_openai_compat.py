@@ -117,13 +117,13 @@ def test_usage_details_are_read_from_models_and_from_plain_dicts() -> None:
     responses = ResponseUsage.model_validate({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
                                               "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 2},
                                               "total_tokens": 14})
-    assert adapter.read_usage("responses", responses) == (9, 5, 4, 2)
+    assert adapter.read_usage("responses", responses) == (9, 5, 4, 2, None, None)
     chat = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14,
                                            "prompt_tokens_details": {"cached_tokens": 4},
                                            "completion_tokens_details": {"reasoning_tokens": 2}})
-    assert adapter.read_usage("chat", chat) == (9, 5, 4, 2)
+    assert adapter.read_usage("chat", chat) == (9, 5, 4, 2, None, None)
     bare = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14})
-    assert adapter.read_usage("chat", bare) == (9, 5, None, None)
+    assert adapter.read_usage("chat", bare) == (9, 5, None, None, None, None)
     assert openai_compat.detail({"cached_tokens": 3}, "cached_tokens") == 3
     assert openai_compat.detail(None, "cached_tokens") is None
 
