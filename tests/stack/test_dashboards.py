@@ -24,13 +24,14 @@ DASHBOARDS = load_dashboards()
 PANEL_TYPES = {"timeseries", "stat", "table", "logs"}
 #: Metric families of the spec (without the _total/_bucket/_count/_sum sample suffixes).
 SPEC_METRICS = {
-    "llm_requests", "llm_request_duration_seconds", "llm_time_to_first_token_seconds", "llm_tokens",
+    "llm_requests", "llm_request_duration_seconds", "llm_time_to_first_token_seconds",
+    "llm_time_per_output_chunk_seconds", "llm_tokens",
     "llm_request_tokens", "llm_cost_usd", "llm_errors", "llm_in_flight_requests", "llm_unpriced_requests",
     "llmmetrics_records_emitted", "llmmetrics_records_sampled_out", "llmmetrics_records_truncated",
     "llmmetrics_records_dropped", "llmmetrics_export_queue_depth", "llmmetrics_export_queue_bytes",
     "llmmetrics_export_errors", "llmmetrics_model_overflow", "llmmetrics_instrumentation_errors",
     "llmmetrics_loki_pushes", "llmmetrics_loki_push_duration_seconds", "llmmetrics_loki_retries",
-    "llmmetrics_loki_spool_bytes", "llmmetrics_loki_spool_records",
+    "llmmetrics_loki_spool_bytes", "llmmetrics_loki_spool_records", "llmmetrics_traceparent_rejected",
 }
 
 
@@ -209,3 +210,12 @@ def test_trace_dashboard_has_trace_and_flag_variables() -> None:
     variables = {v["name"]: v for v in DASHBOARDS["llm-traces.json"]["templating"]["list"]}
     assert variables["trace_id"]["type"] == variables["feature_flag"]["type"] == "textbox"
     assert variables["feature_flag"]["current"]["value"] == dashboards.DEFAULT_FEATURE_FLAG
+
+
+def test_time_per_output_chunk_panel_reads_its_histogram_by_model() -> None:
+    """The latency row shows the p95 of llm_time_per_output_chunk_seconds per model, in seconds."""
+    panel = _by_title(DASHBOARDS["llm-overview.json"], "p95 time per output chunk by model")
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("histogram_quantile(0.95, sum by (model, le) (rate(")
+    assert "llm_time_per_output_chunk_seconds_bucket{" in target["expr"]
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
