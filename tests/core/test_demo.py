@@ -1,4 +1,5 @@
-"""`llmmetrics demo`: the README's main command runs with embedded defaults, serves /metrics, writes traces."""
+"""`llmmetrics demo`: the README's main command runs with embedded defaults, serves /metrics, writes traces of
+both SDKs' calls."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from .test_multiprocess import _free_port
 
 
 def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path) -> None:
-    """A short demo run: agent runs for several users, errors included, metrics scraped while it runs."""
+    """A short demo run: agent runs for several users on GPT and Claude models, errors included, metrics scraped
+    while it runs (seed 3: the second worker's first run is on Claude)."""
     port = _free_port()
     trace_file = tmp_path / "traces.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETRICS_", "OPENAI_"))}
@@ -40,6 +42,7 @@ def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path) -> None:
     runs = [r for r in records if r["kind"] == "run"]
     assert len(runs) >= 5 and len(calls) >= 3 * len(runs)
     assert {r["operation"] for r in calls} >= {"chat", "embeddings"}
+    assert {r["provider"] for r in calls} == {"openai_compatible", "anthropic"}
     assert any(r["status"] == "error" for r in calls) and any(r["stream"] for r in calls)
     assert len({r["user_id"] for r in calls}) >= 3
     assert all(c["trace_id"] in {r["trace_id"] for r in runs} for c in calls)
