@@ -25,7 +25,7 @@ from prometheus_client.samples import Exemplar
 
 from .context import _bound, _run
 from .record import timestamp
-from .tracecontext import TRACEPARENT, current_span, parse_traceparent, span_parent
+from .tracecontext import OTEL_TRACE, TRACEPARENT, current_span, parse_traceparent, span_parent
 
 if TYPE_CHECKING:
     from .providers import Adapter, Target
@@ -38,6 +38,7 @@ log = logging.getLogger("llmmetrics")
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "openai-api-key", "proxy-authorization",
                              "cookie", "x-goog-api-key", "ocp-apim-subscription-key"})
 _PROVIDER_ATTR = "_llmmetrics_provider"
+_modules = sys.modules
 #: A call's token counts, in the order adapters' ``read_usage`` gives them: input (all of it, cache reads and
 #: writes included), output (reasoning included), cache reads, reasoning, cache writes, the 1-hour share of those.
 NO_TOKENS: tuple[None, ...] = (None,) * 6
@@ -90,11 +91,12 @@ class Call:
             self.content = list(content)  # the record is built later; the user may append meanwhile
         self.ctx = _bound.get()
         self.run = _run.get()
-        self.otel_span = current_span()
+        # an application that never imported OpenTelemetry has no span: one dictionary lookup, no call
+        self.otel_span = current_span() if OTEL_TRACE in _modules else None
         self._ids: tuple[str, str, str, str | None] | None = None
         self.first_token: float | None = None
         self.chunks: list[str] | None = None
-        self.chunk_count = 0  # stream items carrying output, counted by the adapter's observer
+        self.chunk_count = 0  # stream items carrying output, counted by the adapter
         self.usage: Any = None
         self.response_model: str | None = None
         self.finish_reason: str | None = None
@@ -106,7 +108,6 @@ class Call:
         self.stream_error: BaseException | None = None
         self.error: dict[str, Any] | None = None
         self.ttft: float | None = None
-        self.per_chunk: float | None = None
         self.tokens: tuple[int | None, ...] | None = None
         self.cost: float | None = None
         self.finished = False
@@ -172,9 +173,9 @@ class Call:
             except Exception:
                 count_internal_error(self.rt, "record", "reading the response content")
             self.response = self.http_response = None
-        latency, ttft = self.latency, self.ttft
-        if ttft is not None and self.chunk_count > 1:  # the mean gap between chunks after the first
-            self.per_chunk = (latency - ttft) / (self.chunk_count - 1)
+        latency, ttft, chunks = self.latency, self.ttft, self.chunk_count
+        # the mean gap between chunks after the first (set here, off the call path, like everything below)
+        self.per_chunk = (latency - ttft) / (chunks - 1) if ttft is not None and chunks > 1 else None
         at = self.ts_ns * 1e-9 + latency  # exemplar timestamp: the call's end, without another clock read
         ids = {"trace_id": self.trace_id, "span_id": self.span_id}
         if self.error is not None:

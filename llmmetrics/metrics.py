@@ -23,7 +23,7 @@ __all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN
 OTHER_MODEL = "other"
 #: Tokens per call: powers of 4 from 1 to 4**12 (16.7M tokens).
 TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(13))
-#: Seconds per streamed chunk: the OpenTelemetry GenAI buckets for time per output chunk (10 ms to 2.5 s), with
+#: Seconds per streamed chunk: the OpenTelemetry GenAI buckets for time per output token (10 ms to 2.5 s), with
 #: 1, 2.5 and 5 ms below them for fast models and local servers.
 CHUNK_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
                                     0.75, 1.0, 2.5)

@@ -5,8 +5,9 @@ own ``trace_id`` and the span's id as its ``parent_span_id``, so its record and 
 trace Tempo (or Jaeger) has. Without an OpenTelemetry SDK, ``bind_context(traceparent=header)`` does the same
 for the W3C trace context of an incoming request; a recording span wins over a bound header.
 
-Nothing here imports OpenTelemetry: :func:`current_span` looks for ``opentelemetry.trace`` among the
-modules the application has imported, and until it is there costs one dictionary lookup. On the call path
+Nothing here imports OpenTelemetry: the call path looks for ``opentelemetry.trace`` (:data:`OTEL_TRACE`)
+among the modules the application has imported, one dictionary lookup, and calls :func:`current_span` only
+once it is there. On the call path
 only the span object is taken (:func:`current_span`); its ids are read and formatted on the exporter thread
 (:func:`span_parent`), since a span context never changes.
 
@@ -23,11 +24,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["Parent", "TRACEPARENT", "current_span", "parse_traceparent", "span_parent"]
+__all__ = ["OTEL_TRACE", "Parent", "TRACEPARENT", "current_span", "parse_traceparent", "span_parent"]
 
 #: The bound-context key ``bind_context(traceparent=...)`` keeps a valid incoming header under.
 TRACEPARENT = "traceparent"
-_OTEL_TRACE = "opentelemetry.trace"
+#: The module whose presence in ``sys.modules`` means the application uses OpenTelemetry.
+OTEL_TRACE = "opentelemetry.trace"
 # version-traceid-parentid-flags; a future version may append "-…" fields, version 00 may not
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _modules = sys.modules
@@ -79,7 +81,7 @@ def current_span() -> Any:
 
 def _bind_opentelemetry() -> Callable[[], Any] | None:
     global _get_current_span
-    module = _modules.get(_OTEL_TRACE)
+    module = _modules.get(OTEL_TRACE)
     get = getattr(module, "get_current_span", None) if module is not None else None
     if callable(get):  # a module still being imported has no such function yet: look again next call
         _get_current_span = get

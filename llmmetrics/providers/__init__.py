@@ -26,10 +26,11 @@ only what differs from one SDK to the next. It is a plain module that defines:
 ``returned(call, result, added, is_async) -> bool``  *(call path)*
     Take what the SDK returned: unwrap a raw response, note the response for the exporter, or wrap a
     stream with :func:`llmmetrics.streams.wrap_sync_stream` / ``wrap_async_stream`` and the functions that
-    read the SDK's stream events (first token, text, usage, finish reason; ``call.chunk_count += 1`` for each
-    item that carries output, the first of which sets ``call.first_token``: the time per output chunk is
-    derived from that count when the call completes). True if the call finishes later (a stream) or has
-    finished already; False to finish it now as a success.
+    read the SDK's stream events (first token, text, usage, finish reason). True if the call finishes later
+    (a stream) or has finished already; False to finish it now as a success. The adapter also counts, in
+    ``call.chunk_count`` by the time ``read_response`` has run, the stream items that carried output (the
+    first of which set ``call.first_token``): the time per output chunk is derived from that count when the
+    call completes — counted per item, or from what the observer kept anyway (openai: its text pieces).
 ``defer(target, helper, trace)``  *(call path; only for a target made with* ``deferred=True`` *)*
     Some SDK methods return a helper that sends its request later (anthropic's ``messages.stream()``
     returns a ``MessageStreamManager`` whose ``with`` block sends it). ``defer`` swaps the helper's pending

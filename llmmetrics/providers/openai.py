@@ -112,7 +112,6 @@ def _observe_chat(call: Call, chunk: Any, hide_usage: bool) -> bool:
     """
     choices = chunk.choices
     if choices:
-        call.chunk_count += 1
         if call.first_token is None:
             call.first_token = time.perf_counter()
             call.response_model = chunk.model
@@ -188,8 +187,10 @@ class ResponseFailed(Exception):
 # -- exporter thread ----------------------------------------------------------------------------------------------
 
 def read_response(call: Call) -> None:
-    """The request id of a stream (from its HTTP headers); model, usage, output, finish reason, tool calls and
-    request id of a response."""
+    """The request id of a stream (from its HTTP headers) and a chat stream's chunk count; model, usage, output,
+    finish reason, tool calls and request id of a response."""
+    if call.chunks:  # a chat stream's chunks that carried text, counted here rather than once per chunk
+        call.chunk_count = len(call.chunks)
     http_response = call.http_response
     if http_response is not None and call.provider_request_id is None:
         call.provider_request_id = http_response.headers.get(REQUEST_ID_HEADER)

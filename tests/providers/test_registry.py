@@ -107,3 +107,23 @@ def test_instrument_without_argument_patches_every_target_of_every_installed_sdk
         llmmetrics.uninstrument()
     assert [getattr(cls, method) for cls, method in classes] == originals
     assert not llmmetrics.is_instrumented()
+
+
+def test_instrument_without_argument_traces_new_clients_of_both_sdks(traced: Traced, llm_server: Any) -> None:
+    """After instrument(), clients made later — openai's and anthropic's, its stream helper included — are
+    traced; after uninstrument() they are not."""
+    from tests.support.claude import request
+    from tests.support.fake import claude_client
+
+    llmmetrics.instrument()
+    try:
+        make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        claude = claude_client(llm_server)
+        claude.messages.create(**request())
+        with claude.messages.stream(**request()) as stream:
+            stream.until_done()
+    finally:
+        llmmetrics.uninstrument()
+    claude_client(llm_server).messages.create(**request())
+    assert [(r["provider"], r["stream"]) for r in traced.records()] == [
+        ("openai_compatible", False), ("anthropic", False), ("anthropic", True)]
