@@ -389,7 +389,7 @@ def measure_claude(server: FakeServerProcess, n: int, warmup: int) -> tuple[list
 
 # ---- the trace-context lookup once OpenTelemetry is imported -------------------------------------------------------
 
-def measure_trace_context(n: int, warmup: int) -> list[dict[str, Any]]:
+def measure_trace_context(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> list[dict[str, Any]]:
     """The stub chat call path with ``opentelemetry.trace`` imported: no span current, then inside a recording
     span of the real SDK (if installed). Compare with the callpath-stub chat row, measured before."""
     import contextlib
@@ -414,11 +414,19 @@ def measure_trace_context(n: int, warmup: int) -> list[dict[str, Any]]:
         spans["chat_otel_span"] = lambda: TracerProvider().get_tracer("bench").start_as_current_span("request")
     except ImportError:
         print("  (opentelemetry-sdk not installed: no chat_otel_span row)", file=sys.stderr)
+    def bare() -> Any:
+        return stub_chat(resource, **kwargs)
+
+    def ours() -> Any:
+        return traced(resource, **kwargs)
+
     rows = []
     for name, span in spans.items():
         with span():
-            a, b = settled_pairs(lambda: stub_chat(resource, **kwargs), lambda: traced(resource, **kwargs), n, warmup)
-        row = {"mode": "callpath-stub", "workload": name, **common.summarize(a, b)}
+            a, b = settled_pairs(bare, ours, n, warmup)
+            row = {"mode": "callpath-stub", "workload": name, **common.summarize(a, b)}
+            settle()
+            row.update(common.cpu_blocks(bare, ours, cpu_calls, cpu_blocks, settle))
         progress(row)
         rows.append(row)
     return rows
@@ -520,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
         if not args.no_claude:
-            rows += measure_trace_context(n if small else max(n, 20_000), warmup)
+            rows += measure_trace_context(n if small else max(n, 20_000), warmup,
+                                          cpu_calls if small else max(cpu_calls, 2000), cpu_blocks)
         settle()
         emitted = _emitted()
     finally:
