@@ -1,4 +1,5 @@
-"""Per-call overhead of llmmetrics: the bare ``openai`` client vs the same client after ``instrument()``.
+"""Per-call overhead of llmmetrics: the bare ``openai`` and ``anthropic`` clients vs the same clients after
+``instrument()``.
 
 Run: ``python benchmarks/overhead.py [--calls N] [--quick] [--no-loki]``. Prints tables and writes
 ``benchmarks/results/overhead.json``.
@@ -22,6 +23,15 @@ What is measured, all in one process and one run, bare and instrumented interlea
    exporter drained in between (untimed): a stub answers a hundred times faster than a real client and the
    exporter thread would otherwise be timed fighting the call path for the GIL. CPU per call still includes
    the exporter thread counting and rendering each record and the sinks writing it.
+6. Claude (``loopback-sync``, workloads ``claude``, ``claude_stream``, ``claude_stream_helper``): the real
+   ``anthropic`` client against the same fake server process (its Messages API, 60-token answers): plain
+   ``messages.create``, ``create(stream=True)`` consumed, and the ``messages.stream()`` helper's
+   ``text_stream``. Run after every openai row: importing anthropic imports ``opentelemetry.trace``, which
+   turns on the trace-context lookup (next item) for every later call.
+7. the trace-context lookup (``callpath-stub``, ``chat_otel_imported`` and ``chat_otel_span``): the stub chat
+   call path again once ``opentelemetry.trace`` is imported — with no span current, and inside a recording
+   span of the real SDK (when ``opentelemetry-sdk`` is installed) — against the bare stub; compare with the
+   ``callpath-stub`` ``chat`` row, measured before OpenTelemetry was imported.
 
 The instrumented side is what a production setup runs: metrics, one trace record per call rendered by the
 exporter thread, the JSONL file sink, and the Loki sink pushing to a local receiver process (unless
@@ -67,7 +77,10 @@ class Receiver:
 
 
 class FakeServerProcess:
-    """The embedded fake LLM server in a child process, answers of exactly 60 tokens (62 stream chunks)."""
+    """The embedded fake LLM server in a child process, answers of exactly 60 tokens (62 stream chunks).
+
+    ``base_url`` is OpenAI's (``…/v1``), ``url`` the server's root (Anthropic's client).
+    """
 
     def __init__(self) -> None:
         code = ("import threading; from llmmetrics.fake import FakeLLMServer; "
@@ -78,6 +91,7 @@ class FakeServerProcess:
         if not self.base_url.startswith("http"):
             self.stop()
             raise RuntimeError("the fake LLM server did not start")
+        self.url = self.base_url.removesuffix("/v1")
 
     def stop(self) -> None:
         common.stop_process(self.proc)
@@ -327,6 +341,97 @@ def settled_pairs(fa: Callable[[], Any], fb: Callable[[], Any], n: int, warmup: 
     return ta, tb
 
 
+# ---- Claude: the anthropic client against the fake server's Messages API ---------------------------------------
+
+CLAUDE = "claude-haiku-4-5"
+
+
+def claude(client: Any) -> Any:
+    return client.messages.create(model=CLAUDE, max_tokens=256, messages=common.MESSAGES[1:],
+                                  system=common.MESSAGES[0]["content"])
+
+
+def claude_stream(client: Any) -> int:
+    """Consume a raw event stream; returns the number of events the caller saw."""
+    n = 0
+    for _event in client.messages.create(model=CLAUDE, max_tokens=256, messages=common.MESSAGES[1:],
+                                         system=common.MESSAGES[0]["content"], stream=True):
+        n += 1
+    return n
+
+
+def claude_stream_helper(client: Any) -> int:
+    """The messages.stream() helper, read through its text_stream; returns the text pieces seen."""
+    with client.messages.stream(model=CLAUDE, max_tokens=256, messages=common.MESSAGES[1:],
+                                system=common.MESSAGES[0]["content"]) as stream:
+        return sum(1 for _text in stream.text_stream)
+
+
+CLAUDE_WORKLOADS: dict[str, Callable[[Any], Any]] = {
+    "claude": claude, "claude_stream": claude_stream, "claude_stream_helper": claude_stream_helper}
+
+
+def measure_claude(server: FakeServerProcess, n: int, warmup: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Bare vs instrumented anthropic client on the fake server (sync), and the added time per stream chunk."""
+    import anthropic
+
+    bare = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-bench", max_retries=0)
+    inst = llmmetrics.instrument(anthropic.Anthropic(base_url=server.url, api_key="sk-ant-bench", max_retries=0))
+    rows = measure_sync("loopback-sync", bare, inst, n, warmup, 0, 0, CLAUDE_WORKLOADS)
+    with bare.messages.stream(model=CLAUDE, max_tokens=256, messages=common.MESSAGES[1:]) as stream:
+        deltas = sum(1 for event in stream if event.type == "content_block_delta")
+    by = {r["workload"]: r["paired_added_us"] for r in rows}
+    summary = {"anthropic": anthropic.__version__, "content_block_deltas": deltas,
+               **{f"{name}_marginal_per_chunk_us": round((by[name] - by["claude"]) / deltas, 3)
+                  for name in ("claude_stream", "claude_stream_helper")}}
+    return rows, summary
+
+
+# ---- the trace-context lookup once OpenTelemetry is imported -------------------------------------------------------
+
+def measure_trace_context(n: int, warmup: int, cpu_calls: int, cpu_blocks: int) -> list[dict[str, Any]]:
+    """The stub chat call path with ``opentelemetry.trace`` imported: no span current, then inside a recording
+    span of the real SDK (if installed). Compare with the callpath-stub chat row, measured before."""
+    import contextlib
+
+    import opentelemetry.trace  # noqa: F401 - what an application using OpenTelemetry has imported
+
+    from llmmetrics.instrumentation import _traced
+    from llmmetrics.providers import openai as adapter
+
+    answer = parsed_answers()["chat"]
+    resource = _StubResource()
+    kwargs = {"model": common.MODEL, "messages": common.MESSAGES, "temperature": 0.2, "max_tokens": 256}
+
+    def stub_chat(self: Any, **kw: Any) -> Any:
+        return answer
+
+    traced = _traced(adapter, adapter.CHAT, stub_chat, False)
+    spans: dict[str, Any] = {"chat_otel_imported": contextlib.nullcontext}
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        spans["chat_otel_span"] = lambda: TracerProvider().get_tracer("bench").start_as_current_span("request")
+    except ImportError:
+        print("  (opentelemetry-sdk not installed: no chat_otel_span row)", file=sys.stderr)
+    def bare() -> Any:
+        return stub_chat(resource, **kwargs)
+
+    def ours() -> Any:
+        return traced(resource, **kwargs)
+
+    rows = []
+    for name, span in spans.items():
+        with span():
+            a, b = settled_pairs(bare, ours, n, warmup)
+            row = {"mode": "callpath-stub", "workload": name, **common.summarize(a, b)}
+            settle()
+            row.update(common.cpu_blocks(bare, ours, cpu_calls, cpu_blocks, settle))
+        progress(row)
+        rows.append(row)
+    return rows
+
+
 def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
     """Added time per stream chunk: (stream added − non-stream chat added) / chunks, and the upper bound.
 
@@ -351,6 +456,16 @@ def per_chunk(rows: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
     return out
 
 
+def trace_context(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stub chat call path's added time without OpenTelemetry, with it imported, and inside a span."""
+    by = {r["workload"]: r["paired_added_us"] for r in rows if r["mode"] == "callpath-stub"}
+    out = {name: by[name] for name in ("chat", "chat_otel_imported", "chat_otel_span") if name in by}
+    for name in ("chat_otel_imported", "chat_otel_span"):
+        if name in out and "chat" in out:
+            out[f"{name}_minus_chat"] = round(out[name] - out["chat"], 2)
+    return out
+
+
 def floor_ratio(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """llmmetrics' added time on sync chat over the hand-written floor's, both from this run."""
     by = {r["workload"]: r["paired_added_us"] for r in rows if r["mode"] == "inprocess-sync"}
@@ -367,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (1,000 pairs) to check the setup")
     parser.add_argument("--no-loki", action="store_true", help="instrument without the Loki sink")
     parser.add_argument("--no-loopback", action="store_true", help="skip the loopback socket measurements")
+    parser.add_argument("--no-claude", action="store_true",
+                        help="openai only: no anthropic rows, no trace-context rows (nothing imports OpenTelemetry)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where to write overhead.json")
     args = parser.parse_args(argv)
     n = args.calls or (1000 if args.quick else 10_000)
@@ -394,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         ainst = llmmetrics.instrument(common.inprocess_client(is_async=True))
         rows += measure_async("inprocess-async", abare, ainst, n, warmup, cpu_calls, cpu_blocks)
         ttft = measure_ttft(bare, inst, max(200, n // 5), warmup)
+        claude_summary = None
         if not args.no_loopback:
             server = FakeServerProcess()
             try:
@@ -404,8 +522,14 @@ def main(argv: list[str] | None = None) -> int:
                                                             max_retries=0))
                 rows += measure_sync("loopback-sync", lbare, linst, loop_n, max(20, loop_n // 10), 0, 0,
                                      common.SYNC_WORKLOADS)
+                if not args.no_claude:  # after every openai row: anthropic imports opentelemetry.trace
+                    claude_rows, claude_summary = measure_claude(server, loop_n, max(20, loop_n // 10))
+                    rows += claude_rows
             finally:
                 server.stop()
+        if not args.no_claude:
+            rows += measure_trace_context(n if small else max(n, 20_000), warmup,
+                                          cpu_calls if small else max(cpu_calls, 2000), cpu_blocks)
         settle()
         emitted = _emitted()
     finally:
@@ -425,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         "ttft": ttft,
         "per_chunk": per_chunk(rows, chunks),
         "floor": floor_ratio(rows),
+        "claude": claude_summary,
+        "trace_context": trace_context(rows),
         "records_emitted": emitted,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -435,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("workload", "n", "bare_median_us", "median_us", "added_us", "paired_added_us"))
     print("\nAdded per stream chunk (µs):", result["per_chunk"])
     print("Sync chat against the hand-written floor (added µs, same run):", result["floor"])
+    print("Claude streams, added per content_block_delta (µs):", result["claude"])
+    print("Trace-context lookup, stub chat call path (added µs):", result["trace_context"])
     print(f"records emitted: {emitted}; took {result['seconds']} s; wrote {path}")
     return 0
 

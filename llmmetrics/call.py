@@ -6,6 +6,11 @@ append). Everything else — reading the response through the call's SDK adapter
 making the ids, building the record — runs on the exporter thread (:meth:`Call.complete`,
 :meth:`Call.record`). What is read from a response, and how, is the SDK adapter's
 (``llmmetrics.providers``); this module never looks inside one.
+
+A call joins the W3C trace around it (:mod:`llmmetrics.tracecontext`): the recording OpenTelemetry span
+(taken on the call path as an object, its ids read by the exporter), else its ``trace_run``, else a bound
+``traceparent``; that trace's id is its ``trace_id`` and its exemplars', the parent's span its
+``parent_span_id``.
 """
 
 from __future__ import annotations
@@ -20,18 +25,28 @@ from prometheus_client.samples import Exemplar
 
 from .context import _bound, _run
 from .record import timestamp
+from .tracecontext import OTEL_TRACE, TRACEPARENT, current_span, parse_traceparent, span_parent
 
 if TYPE_CHECKING:
     from .providers import Adapter, Target
     from .runtime import Runtime
 
-__all__ = ["Call", "count_internal_error"]
+__all__ = ["Call", "count_internal_error", "error_of", "NO_TOKENS"]
 
 log = logging.getLogger("llmmetrics")
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "openai-api-key", "proxy-authorization",
                              "cookie", "x-goog-api-key", "ocp-apim-subscription-key"})
 _PROVIDER_ATTR = "_llmmetrics_provider"
+_modules = sys.modules
+#: A call's token counts, in the order adapters' ``read_usage`` gives them: input (all of it, cache reads and
+#: writes included), output (reasoning included), cache reads, reasoning, cache writes, the 1-hour share of those.
+NO_TOKENS: tuple[None, ...] = (None,) * 6
+
+
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """The record's ``error``: the class the caller saw, its message (bounded) and HTTP status if any."""
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
 
 
 def count_internal_error(rt: Runtime, stage: str, what: str) -> None:
@@ -47,10 +62,10 @@ class Call:
     """One traced call in flight: what was asked, when, under which run and context."""
 
     __slots__ = ("rt", "sdk", "target", "operation", "provider", "model", "model_label", "series", "kwargs",
-                 "content", "stream", "ts_ns", "t0", "ctx", "run", "_ids", "first_token", "chunks", "usage",
-                 "response_model", "finish_reason", "tool_calls", "provider_request_id", "finished", "output",
-                 "stream_error", "response", "http_response", "latency", "ttft", "error", "tokens", "cost",
-                 "completed")
+                 "content", "stream", "ts_ns", "t0", "ctx", "run", "otel_span", "_ids", "first_token", "chunks",
+                 "chunk_count", "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id",
+                 "finished", "output", "stream_error", "response", "http_response", "latency", "ttft", "per_chunk",
+                 "error", "tokens", "cost", "completed")
 
     def __init__(self, rt: Runtime, sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -76,9 +91,12 @@ class Call:
             self.content = list(content)  # the record is built later; the user may append meanwhile
         self.ctx = _bound.get()
         self.run = _run.get()
-        self._ids: tuple[str, str, str] | None = None
+        # an application that never imported OpenTelemetry has no span: one dictionary lookup, no call
+        self.otel_span = current_span() if OTEL_TRACE in _modules else None
+        self._ids: tuple[str, str, str, str | None] | None = None
         self.first_token: float | None = None
         self.chunks: list[str] | None = None
+        self.chunk_count = 0  # stream items carrying output, counted by the adapter
         self.usage: Any = None
         self.response_model: str | None = None
         self.finish_reason: str | None = None
@@ -90,7 +108,7 @@ class Call:
         self.stream_error: BaseException | None = None
         self.error: dict[str, Any] | None = None
         self.ttft: float | None = None
-        self.tokens: tuple[int | None, int | None, int | None, int | None] | None = None
+        self.tokens: tuple[int | None, ...] | None = None
         self.cost: float | None = None
         self.finished = False
         self.completed = False
@@ -119,8 +137,7 @@ class Call:
             if self.first_token is not None:
                 self.ttft = self.first_token - self.t0
             if exc is not None:
-                self.error = {"type": type(exc).__name__, "message": str(exc)[:2000],
-                              "status_code": getattr(exc, "status_code", None)}
+                self.error = error_of(exc)
                 if self.provider_request_id is None:
                     self.provider_request_id = getattr(exc, "request_id", None)
             self.series.end()
@@ -156,11 +173,13 @@ class Call:
             except Exception:
                 count_internal_error(self.rt, "record", "reading the response content")
             self.response = self.http_response = None
-        latency = self.latency
+        latency, ttft, chunks = self.latency, self.ttft, self.chunk_count
+        # the mean gap between chunks after the first (set here, off the call path, like everything below)
+        self.per_chunk = (latency - ttft) / (chunks - 1) if ttft is not None and chunks > 1 else None
         at = self.ts_ns * 1e-9 + latency  # exemplar timestamp: the call's end, without another clock read
         ids = {"trace_id": self.trace_id, "span_id": self.span_id}
         if self.error is not None:
-            self.series.failed(latency, Exemplar(ids, latency, at), self.ttft, self.error["type"])
+            self.series.failed(latency, Exemplar(ids, latency, at), ttft, self.per_chunk, self.error["type"])
             return
         usage = self.usage
         cost = cost_exemplar = None
@@ -172,25 +191,28 @@ class Call:
             else:
                 price = self.rt.prices.lookup(self.model, self.response_model)
                 if price is not None:
-                    self.cost = cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0)
+                    self.cost = cost = price.cost(tokens[0] or 0, tokens[1] or 0, tokens[2] or 0, tokens[4] or 0,
+                                                  tokens[5] or 0)
                     cost_exemplar = Exemplar(ids, cost, at)
-        self.series.succeeded(latency, Exemplar(ids, latency, at), self.ttft, self.tokens, cost, cost_exemplar)
+        self.series.succeeded(latency, Exemplar(ids, latency, at), ttft, self.per_chunk, self.tokens, cost,
+                              cost_exemplar)
 
     def step(self) -> dict[str, Any]:
         """This call as a step of its run record."""
         self.complete()  # normally done already: the call reached the exporter before its run's end
         error = self.error
-        input_tokens, output_tokens, cached, reasoning = self.tokens or (None, None, None, None)
+        input_tokens, output_tokens, cached, reasoning, cache_write, _ = self.tokens or NO_TOKENS
         return {
             "call_id": self.call_id, "span_id": self.span_id, "operation": self.operation, "model": self.model,
             "status": "error" if error else "success", "latency_ms": self.latency * 1000.0,
             "input_tokens": input_tokens, "output_tokens": output_tokens, "cached_input_tokens": cached,
-            "reasoning_tokens": reasoning, "cost_usd": self.cost, "error_type": error["type"] if error else None,
-            "error_message": error["message"] if error else None,
+            "reasoning_tokens": reasoning, "cache_write_tokens": cache_write, "cost_usd": self.cost,
+            "error_type": error["type"] if error else None, "error_message": error["message"] if error else None,
         }
 
     # Ids are made on first use, off the call path: by the exporter, for the exemplars, the record and the
-    # run's steps. A call in a run shares the run's trace id.
+    # run's steps. A call shares the trace id of its parent: an OpenTelemetry span recording inside its run
+    # (or with no run), its run, or a bound traceparent, in that order.
 
     @property
     def trace_id(self) -> str:
@@ -204,35 +226,47 @@ class Call:
     def call_id(self) -> str:
         return (self._ids or self._new_ids())[2]
 
-    def _new_ids(self) -> tuple[str, str, str]:
-        run = self.run
-        if run is None:
+    @property
+    def parent_span_id(self) -> str | None:
+        return (self._ids or self._new_ids())[3]
+
+    def _new_ids(self) -> tuple[str, str, str, str | None]:
+        run, span = self.run, self.otel_span
+        parent: tuple[str, str] | None = None
+        if span is not None and (run is None or span is not run.otel_span):
+            parent = span_parent(span)
+        elif run is not None:
+            parent = run.trace_id, run.span_id
+        elif TRACEPARENT in self.ctx:
+            parent = parse_traceparent(self.ctx[TRACEPARENT])
+        if parent is None:
             raw = f"{getrandbits(320):080x}"
-            ids = raw[:32], raw[32:48], raw[48:]
+            ids: tuple[str, str, str, str | None] = raw[:32], raw[32:48], raw[48:], None
         else:
             raw = f"{getrandbits(192):048x}"
-            ids = run.trace_id, raw[:16], raw[16:]
+            ids = parent[0], raw[:16], raw[16:], parent[1]
         self._ids = ids
         return ids
 
     def record(self) -> dict[str, Any]:
         """The trace record of this finished call (built by the exporter thread, not on the call path)."""
         self.complete()
-        error, ttft = self.error, self.ttft
-        input_tokens, output_tokens, cached, reasoning = self.tokens or (None, None, None, None)
+        error, ttft, per_chunk = self.error, self.ttft, self.per_chunk
+        input_tokens, output_tokens, cached, reasoning, cache_write, _ = self.tokens or NO_TOKENS
         run = self.run
         rt = self.rt
         output = self.output
         if output is None and self.chunks:
             output = "".join(self.chunks)
         total = None if input_tokens is None else input_tokens + (output_tokens or 0)
+        parent_span_id = self.parent_span_id
         return {
             "kind": "call",
             "call_id": self.call_id,
             "trace_id": self.trace_id,
             "span_id": self.span_id,
-            "parent_span_id": run.span_id if run is not None else None,
-            "parent_trace_id": run.trace_id if run is not None else None,
+            "parent_span_id": parent_span_id,
+            "parent_trace_id": self.trace_id if parent_span_id is not None else None,
             "run_name": run.name if run is not None else None,
             "timestamp": timestamp(self.ts_ns),
             "ts_ns": self.ts_ns,
@@ -246,10 +280,12 @@ class Call:
             "status": "error" if error else "success",
             "latency_ms": self.latency * 1000.0,
             "ttft_ms": None if ttft is None else ttft * 1000.0,
+            "time_per_chunk_ms": None if per_chunk is None else per_chunk * 1000.0,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cached_input_tokens": cached,
             "reasoning_tokens": reasoning,
+            "cache_write_tokens": cache_write,
             "total_tokens": total,
             "cost_usd": self.cost,
             "error": error,

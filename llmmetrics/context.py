@@ -17,6 +17,9 @@ Where the context goes with the user's work:
   context, and counted in ``llmmetrics_detached_calls_total``: it is never attached to a run whose record
   has already been written. A ``trace_run`` begun there starts a trace of its own.
 
+Runs and calls join an outer W3C trace when there is one (:mod:`llmmetrics.tracecontext`): the
+OpenTelemetry span recording when they start, else a ``traceparent`` bound with ``bind_context``.
+
 >>> with bind_context(user_id="u-42"):
 ...     with trace_run("planner") as run:
 ...         pass  # every instrumented call in here shares run.trace_id
@@ -34,6 +37,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
+
+from .tracecontext import TRACEPARENT, current_span, parse_traceparent, span_parent
 
 __all__ = ["bind_context", "trace_run", "propagate", "Run", "current_context", "current_run", "new_ids"]
 
@@ -237,7 +242,13 @@ class bind_context(_ContextDecorator):
     ``user_id``, ``request_id`` and ``feature_flags`` become top-level record fields; other keys land in the
     record's ``context`` object. None of them ever becomes a Prometheus label.
 
+    ``traceparent`` takes an incoming request's W3C trace context: calls and runs inside the block join that
+    trace (unless an OpenTelemetry span is recording, which wins). A missing header (None) is ignored; a
+    malformed one is ignored too and counted in ``llmmetrics_traceparent_rejected_total``, never raised.
+
     >>> with bind_context(user_id="u-42", feature_flags={"new_prompt": True}):
+    ...     pass
+    >>> with bind_context(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"):
     ...     pass
     """
 
@@ -245,6 +256,8 @@ class bind_context(_ContextDecorator):
     _default = _EMPTY
 
     def __init__(self, **values: Any) -> None:
+        if TRACEPARENT in values:
+            values = _checked_traceparent(values)
         self._values = values
 
     def _fresh(self) -> bind_context:
@@ -283,17 +296,45 @@ class _EndedSteps:
             log.debug("llmmetrics: could not count a detached call", exc_info=True)
 
 
-class Run:
-    """One agent run: the parent of every call made inside ``trace_run``; collects its steps."""
+def _checked_traceparent(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``traceparent`` kept only if it is a valid W3C header (stripped); a malformed one is
+    counted and left out, a None one left out."""
+    header = values.pop(TRACEPARENT)
+    if parse_traceparent(header) is not None:
+        values[TRACEPARENT] = header.strip()
+    elif header is not None:
+        try:
+            from .runtime import runtime  # late: the runtime is replaced by configure()
+            runtime().self_metrics.traceparent_rejected.inc()
+        except Exception:  # counting is best effort: the user's code must go on
+            pass
+    return values
 
-    __slots__ = ("name", "trace_id", "span_id", "parent_span_id", "start_ns", "start_perf", "steps", "context")
+
+class Run:
+    """One agent run: the parent of every call made inside ``trace_run``; collects its steps.
+
+    Its parent is, innermost first: an OpenTelemetry span recording inside the enclosing run (or with no run
+    around), the enclosing run, a bound ``traceparent``; without any, the run starts a trace of its own.
+    """
+
+    __slots__ = ("name", "trace_id", "span_id", "parent_span_id", "start_ns", "start_perf", "steps", "context",
+                 "otel_span")
 
     def __init__(self, name: str, parent: Run | None, context: Mapping[str, Any]) -> None:
         trace_id, span_id = new_ids()
         self.name = name
-        self.trace_id = parent.trace_id if parent is not None else trace_id
+        self.otel_span = span = current_span()
+        outer = None
+        if span is not None and (parent is None or span is not parent.otel_span):
+            outer = span_parent(span)
+        elif parent is not None:
+            outer = parent.trace_id, parent.span_id
+        elif TRACEPARENT in context:
+            outer = parse_traceparent(context[TRACEPARENT])
+        self.trace_id = outer[0] if outer is not None else trace_id
         self.span_id = span_id
-        self.parent_span_id = parent.span_id if parent is not None else None
+        self.parent_span_id = outer[1] if outer is not None else None
         self.start_ns = time.time_ns()
         self.start_perf = time.perf_counter()
         # the finished calls (instrumentation.Call), turned into steps off the call path

@@ -1,11 +1,13 @@
 """``llmmetrics demo``: a realistic workload, instrumented, with nothing to install or pay for.
 
-It starts the embedded OpenAI-compatible fake LLM server on 127.0.0.1 (realistic latencies, streaming, a
-share of 429/500/timeouts), drives the real ``openai`` client through it from several worker threads —
-agent runs of several steps for several users with feature flags — serves ``/metrics``, writes traces to
-the local JSONL file (and to Loki with ``--loki-url``), and prints what it sees every few seconds: calls
-per second, error share, p95 latency and spend, read from the same metrics Prometheus scrapes. With
-``OPENAI_API_KEY`` set and ``--llm auto`` (the default) it calls the real API instead, slowly and cheaply.
+It starts the embedded fake LLM server on 127.0.0.1 (OpenAI's and Anthropic's APIs; realistic latencies,
+streaming, a share of 429/5xx/timeouts and broken streams), drives the real ``openai`` client — and, when
+``anthropic`` is installed, the real ``anthropic`` client for a share of the runs — through it from several
+worker threads — agent runs of several steps for several users with feature flags — serves ``/metrics``,
+writes traces to the local JSONL file (and to Loki with ``--loki-url``), and prints what it sees every few
+seconds: calls per second, error share, p95 latency and spend, read from the same metrics Prometheus scrapes.
+With ``OPENAI_API_KEY`` set and ``--llm auto`` (the default) it calls the real OpenAI API instead, slowly and
+cheaply (Claude only against the fake).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import openai
 
@@ -47,6 +49,39 @@ REAL_API_MODEL = "gpt-4o-mini"
 DEFAULT_TRACE_FILE = default_of("trace_file")
 #: How long a graceful stop waits for the workers' calls in flight (a second Ctrl-C does not wait).
 STOP_SECONDS = 10.0
+CLAUDE_MODELS = ("claude-haiku-4-5", "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
+CLAUDE_SHARE = 0.4  # of the runs, when the Claude client exists
+#: A support policy long enough (1,024+ tokens) for prompt caching: Claude runs write, then read, the cache.
+POLICY = [{"type": "text", "cache_control": {"type": "ephemeral"},
+           "text": "You are a helpful support agent. Policy: " + "Refunds within 30 days; exchanges within 60. " * 120}]
+
+
+class Clients(NamedTuple):
+    """The instrumented clients the workers share, and what their SDKs raise that an agent run survives."""
+
+    gpt: Any
+    claude: Any  # None without the anthropic SDK (or against the real OpenAI API)
+    faults: tuple[type[BaseException], ...]
+
+
+def _sdk_faults() -> tuple[type[BaseException], ...]:
+    """Every error the fake server's faults make an SDK raise: API errors, JSON cut off, and the raw transport
+    errors streams raise (httpx2; httpx under openai 1.x/2.x)."""
+    faults: list[type[BaseException]] = [openai.OpenAIError, ValueError]
+    for module, name in (("anthropic", "AnthropicError"), ("httpx2", "HTTPError"), ("httpx", "HTTPError")):
+        try:
+            faults.append(getattr(__import__(module), name))
+        except ImportError:
+            pass
+    return tuple(faults)
+
+
+def _claude_client(base_url: str) -> Any:
+    try:
+        import anthropic
+    except ImportError:
+        return None
+    return instrument(anthropic.Anthropic(base_url=base_url, api_key="demo-key", max_retries=0, timeout=5.0))
 
 
 class Stats:
@@ -65,12 +100,29 @@ class Stats:
                 self.failed_trace_id = trace_id
 
 
-def _agent_run(client: openai.OpenAI, rng: random.Random, chat_model: str | None) -> tuple[str, int]:
-    """One support-agent run: classify, look up (embeddings), answer (streamed), sometimes a tool step.
+def _agent_run(clients: Clients, rng: random.Random, chat_model: str | None) -> tuple[str, int]:
+    """One support-agent run: classify, look up (embeddings), answer (streamed), sometimes a tool step; on
+    Claude for a share of the runs.
 
     Returns the run's trace id and how many of its steps failed."""
     errors = 0
     question = rng.choice(QUESTIONS).format(n=rng.randint(1000, 9999))
+    faults = clients.faults
+    if clients.claude is not None and rng.random() < CLAUDE_SHARE:
+        steps = _claude_steps(clients, rng, question)
+        faults += (AttributeError,)  # anthropic's stream helper on a stream without usage (missing_usage)
+    else:
+        steps = _gpt_steps(clients.gpt, rng, question, chat_model)
+    with trace_run("support-agent") as run:
+        for step in steps:
+            try:
+                step()
+            except faults:  # the fake server's faults: the run goes on, as agents do
+                errors += 1
+    return run.trace_id, errors
+
+
+def _gpt_steps(client: Any, rng: random.Random, question: str, chat_model: str | None) -> list[Callable[[], Any]]:
     model = chat_model or rng.choice(CHAT_MODELS)
     steps: list[Callable[[], Any]] = [
         lambda: client.chat.completions.create(
@@ -84,14 +136,27 @@ def _agent_run(client: openai.OpenAI, rng: random.Random, chat_model: str | None
                       {"role": "user", "content": question}])),
     ]
     if rng.random() < 0.3:
-        steps.append(lambda: client.responses.create(model=chat_model or "gpt-4.1-mini", input=f"Write a ticket title for: {question}"))
-    with trace_run("support-agent") as run:
-        for step in steps:
-            try:
-                step()
-            except (openai.OpenAIError, ValueError):  # the fake server's faults: the run goes on, as agents do
-                errors += 1
-    return run.trace_id, errors
+        steps.append(lambda: client.responses.create(model=chat_model or "gpt-4.1-mini",
+                                                     input=f"Write a ticket title for: {question}"))
+    return steps
+
+
+def _claude_steps(clients: Clients, rng: random.Random, question: str) -> list[Callable[[], Any]]:
+    """The same run on Claude: the answer through the messages.stream() helper with the policy cached (cache
+    writes, then reads); the embeddings still OpenAI's."""
+    claude, model = clients.claude, rng.choice(CLAUDE_MODELS)
+    steps: list[Callable[[], Any]] = [
+        lambda: claude.messages.create(model=model, max_tokens=8, system="Classify the intent in one word.",
+                                       messages=[{"role": "user", "content": question}]),
+        lambda: clients.gpt.embeddings.create(model="text-embedding-3-small", input=[question]),
+        lambda: _consume_helper(claude.messages.stream(model=model, max_tokens=512, system=POLICY,
+                                                       messages=[{"role": "user", "content": question}])),
+    ]
+    if rng.random() < 0.3:
+        steps.append(lambda: _consume(claude.messages.create(
+            model=model, max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": f"Write a ticket title for: {question}"}])))
+    return steps
 
 
 def _consume(stream: Any) -> None:
@@ -100,7 +165,13 @@ def _consume(stream: Any) -> None:
             pass
 
 
-def _worker(client: openai.OpenAI, stats: Stats, stop: threading.Event, interval: float, seed: int,
+def _consume_helper(manager: Any) -> None:
+    with manager as stream:
+        for _ in stream.text_stream:
+            pass
+
+
+def _worker(client: Clients, stats: Stats, stop: threading.Event, interval: float, seed: int,
             chat_model: str | None) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
@@ -267,16 +338,17 @@ def _run(args: argparse.Namespace, rt: Runtime, use_real: bool, stop: threading.
     config = rt.config
     server = None
     if use_real:
-        client = instrument(openai.OpenAI(timeout=30.0))
+        client = Clients(instrument(openai.OpenAI(timeout=30.0)), None, _sdk_faults())
         chat_model: str | None = REAL_API_MODEL
         target = "the OpenAI API"
     else:
         faults = FaultPlan.with_error_rate(args.error_rate, timeout_seconds=6.0)
         latency = LatencyModel.none() if args.no_latency else LatencyModel()
         server = FakeLLMServer(latency=latency, faults=faults, seed=args.seed).start()
-        client = instrument(openai.OpenAI(base_url=server.base_url, api_key="demo-key", max_retries=0, timeout=5.0))
+        client = Clients(instrument(openai.OpenAI(base_url=server.base_url, api_key="demo-key", max_retries=0,
+                                                  timeout=5.0)), _claude_client(server.url), _sdk_faults())
         chat_model = None
-        target = f"the fake LLM at {server.base_url}"
+        target = f"the fake LLM at {server.base_url}" + (" (OpenAI and Anthropic APIs)" if client.claude else "")
     host = f"[{args.host}]" if ":" in args.host else args.host
     metrics_url = f"http://{host}:{args.port}/metrics"
     traces_to = " and ".join(x for x in (config.trace_file, config.loki_url) if x) or "(nowhere: no trace file)"

@@ -1,15 +1,18 @@
 """Instrumentation of LLM SDK clients: every traced call becomes metrics plus one trace record.
 
 Which SDKs, and which of their methods, is the business of the adapters in :mod:`llmmetrics.providers`
-(today ``openai``: ``chat.completions``, ``responses`` and ``embeddings``, sync and async, streams and
-``with_raw_response`` included). This module wraps their methods the same way for all:
+(``openai``: ``chat.completions``, ``responses`` and ``embeddings``; ``anthropic``: ``messages.create`` and
+the ``messages.stream()`` helper; sync and async, streams and ``with_raw_response`` included). This module
+wraps their methods the same way for all:
 
 - ``instrument(client)`` traces one client (and the copies ``with_options`` makes of it), dispatching on
   its type; ``instrument()`` traces every client of every supported SDK that is installed, process-wide,
   by patching the SDK's resource classes. Both are idempotent, and ``uninstrument`` undoes exactly what
   ``instrument`` did.
 - The object returned and the exception raised are the ones the bare client returns and raises. A stream
-  is returned as the very same object; only its iterator is wrapped.
+  is returned as the very same object; only its iterator is wrapped. A method that returns a helper sending
+  its request later (a ``deferred`` target) returns that very helper; the call starts when the helper sends
+  the request.
 - Any failure of llmmetrics' own code on the call path — building the runtime, starting the call, looking
   up its series, handing it to the exporter, reading what the SDK returned, observing a stream — is
   counted in ``llmmetrics_instrumentation_errors_total`` (stage ``runtime``, ``call``, ``stream``;
@@ -124,6 +127,8 @@ def _withhold_added(call: Call, item: Any, added: Callable[[Any], bool]) -> bool
 
 def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
     """``original`` (an unbound SDK method), traced."""
+    if target.deferred:
+        return _traced_helper(sdk, target, original, is_async)
     if is_async:
         @functools.wraps(original)
         async def traced_async(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -168,6 +173,101 @@ def _traced(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
 
     setattr(traced, _MARK, original)
     return traced
+
+
+# -- methods that send their request later (deferred targets) -----------------------------------------------------
+
+def _traced_helper(sdk: Adapter, target: Target, original: Any, is_async: bool) -> Any:
+    """``original`` returns a helper that sends its request later: the same helper, its request traced.
+
+    The method itself is sync for sync and async clients alike (it only builds the helper).
+    """
+    request_class = _DeferredAsyncRequest if is_async else _DeferredRequest
+
+    @functools.wraps(original)
+    def traced_helper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        helper = original(self, *args, **kwargs)
+        try:
+            sdk.defer(target, helper, functools.partial(request_class, sdk, target, self, kwargs))
+        except Exception:  # the helper is left as the SDK made it: its request goes out untraced
+            try:
+                count_internal_error(_get_runtime(), "call", "deferring a helper's request")
+            except Exception:
+                pass
+        return helper
+
+    setattr(traced_helper, _MARK, original)
+    return traced_helper
+
+
+def _took(sdk: Adapter, call: Call, result: Any, is_async: bool) -> None:
+    """What a deferred request gave, to the adapter; the call finished now unless it finishes later.
+
+    (``traced``/``traced_async`` above do the same inline: one frame less on every plain call.)
+    """
+    try:
+        if sdk.returned(call, result, None, is_async):
+            return
+    except Exception:
+        if _returned_failed(call, result, None, is_async):
+            return
+    call._finish(perf_counter(), None)
+
+
+class _DeferredRequest:
+    """A helper's pending request, sent traced as a stream when the helper calls it."""
+
+    __slots__ = ("sdk", "target", "resource", "kwargs", "request")
+
+    def __init__(self, sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any], request: Any) -> None:
+        self.sdk = sdk
+        self.target = target
+        self.resource = resource
+        self.kwargs = kwargs
+        self.request = request
+
+    def _begin(self) -> Call | None:
+        call = _begin(self.sdk, self.target, self.resource, self.kwargs)[0]
+        if call is not None:
+            call.stream = True  # the helper's request always streams; it was built before: nothing to prepare
+        return call
+
+    def __call__(self) -> Any:
+        call = self._begin()
+        if call is None:
+            return self.request()
+        try:
+            result = self.request()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        _took(self.sdk, call, result, False)
+        return result
+
+
+class _DeferredAsyncRequest(_DeferredRequest):
+    """An async helper's pending request (an awaitable), sent traced when the helper awaits it.
+
+    The coroutine is made only when awaited: a helper never entered leaves only the SDK's own request
+    un-awaited, as without llmmetrics.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return self._send().__await__()
+
+    async def _send(self) -> Any:
+        call = self._begin()
+        if call is None:
+            return await self.request
+        try:
+            result = await self.request
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        _took(self.sdk, call, result, True)
+        return result
 
 
 # -- instrument / uninstrument ------------------------------------------------------------------------------------

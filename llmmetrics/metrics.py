@@ -21,11 +21,15 @@ from prometheus_client.values import MutexValue
 
 from .exemplars import ExemplarSlot, ExemplarTable, shared_table
 
-__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "OTHER_MODEL"]
+__all__ = ["LLMMetrics", "SelfMetrics", "CallSeries", "duration_buckets", "TOKEN_BUCKETS", "CHUNK_BUCKETS", "OTHER_MODEL"]
 
 OTHER_MODEL = "other"
 #: Tokens per call: powers of 4 from 1 to 4**12 (16.7M tokens).
 TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(13))
+#: Seconds per streamed chunk: the OpenTelemetry GenAI buckets for time per output token (10 ms to 2.5 s), with
+#: 1, 2.5 and 5 ms below them for fast models and local servers.
+CHUNK_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+                                    0.75, 1.0, 2.5)
 _MAX_MODEL_LABEL_CHARS = 100
 _MAX_EXEMPLAR_RUNES = 128  # OpenMetrics: the exemplar's label names and values together
 
@@ -88,6 +92,9 @@ class SelfMetrics:
             "llmmetrics_loki_spool_bytes", "Bytes in the on-disk spool awaiting Loki.", multiprocess_mode="livesum", **kw)
         self.loki_spool_records = Gauge(
             "llmmetrics_loki_spool_records", "Records in the on-disk spool awaiting Loki.", multiprocess_mode="livesum", **kw)
+        self.traceparent_rejected = Counter(
+            "llmmetrics_traceparent_rejected",
+            "Incoming W3C traceparent values ignored by bind_context because they are malformed.", **kw)
         for stage in ("record", "stream", "pipeline", "sink"):
             self.instrumentation_errors.labels(stage)
         for reason in ("invalid_value", "unknown_variable"):
@@ -196,11 +203,12 @@ class CallSeries:
 
     On the call path a call does ``start()`` and ``end()``: the in-flight gauge, live. The exporter thread
     then counts it with ``succeeded(...)`` or ``failed(...)``: requests, duration with its exemplar, time to
-    first token, tokens and cost, under the same one lock.
+    first token and per chunk, tokens and cost, under the same one lock.
     """
 
     __slots__ = ("lock", "in_flight", "requests_ok", "requests_error", "duration_ok", "duration_error", "ttft",
-                 "tokens", "token_hist", "cost", "unpriced", "_errors", "_metrics", "_labels", "model_label")
+                 "per_chunk", "tokens", "token_hist", "cost", "unpriced", "_errors", "_metrics", "_labels",
+                 "model_label")
 
     def __init__(self, metrics: LLMMetrics, provider: str, model: str, operation: str) -> None:
         labels = (provider, model, operation)
@@ -215,7 +223,8 @@ class CallSeries:
         self.duration_ok = _Histogram(metrics.duration.labels(*labels, "ok"), shared)
         self.duration_error = _Histogram(metrics.duration.labels(*labels, "error"), shared)
         self.ttft = _Histogram(metrics.ttft.labels(*labels))
-        # token_type order: input, output, cached_input, reasoning
+        self.per_chunk = _Histogram(metrics.per_chunk.labels(*labels))
+        # token_type order: input, output, cached_input, reasoning, cache_write (a call's token counts, in order)
         self.tokens = tuple(_raw(metrics.tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
         self.token_hist = tuple(_Histogram(metrics.request_tokens.labels(*labels, t)) for t in metrics.TOKEN_TYPES)
         self.cost = _raw(metrics.cost.labels(*labels), shared)
@@ -232,20 +241,23 @@ class CallSeries:
         with self.lock:
             self.in_flight._value -= 1
 
-    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None,
-                  tokens: tuple[int | None, int | None, int | None, int | None] | None,
-                  cost: float | None, cost_exemplar: Exemplar | None) -> None:
-        """Count a successful call (exporter thread). Zero cached/reasoning counts are skipped (most calls
-        have none); a call without a cost is counted as unpriced."""
+    def succeeded(self, latency: float, exemplar: Exemplar, ttft: float | None, per_chunk: float | None,
+                  tokens: tuple[int | None, ...] | None, cost: float | None, cost_exemplar: Exemplar | None) -> None:
+        """Count a successful call (exporter thread). Zero cached/reasoning/cache-write counts are skipped (most
+        calls have none); a call without a cost is counted as unpriced. ``tokens`` may carry more counts than
+        there are token types (the 1-hour share of cache writes, for the price): those are not counted here."""
         with self.lock:
             self.requests_ok._value += 1
             self.duration_ok.add(latency, exemplar)
             if ttft is not None:
                 self.ttft.add(ttft)
+            if per_chunk is not None:
+                self.per_chunk.add(per_chunk)
             if tokens is not None:
-                for i, n in enumerate(tokens):
+                for i, counter in enumerate(self.tokens):
+                    n = tokens[i]
                     if n or (n is not None and i < 2):
-                        self.tokens[i]._value += n
+                        counter._value += n
                         self.token_hist[i].add(n)
             if cost is None:
                 self.unpriced._value += 1
@@ -253,8 +265,10 @@ class CallSeries:
                 self.cost._value += cost
                 self.cost._exemplar = cost_exemplar
 
-    def failed(self, latency: float, exemplar: Exemplar, ttft: float | None, error_type: str) -> None:
-        """Count a failed call (exporter thread)."""
+    def failed(self, latency: float, exemplar: Exemplar, ttft: float | None, per_chunk: float | None,
+               error_type: str) -> None:
+        """Count a failed call (exporter thread); a stream that failed after its first chunks still tells its
+        time to first token and per chunk."""
         errors = self._errors.get(error_type)
         if errors is None:
             errors = self._errors[error_type] = _raw(self._metrics.errors.labels(*self._labels, error_type))
@@ -263,13 +277,15 @@ class CallSeries:
             self.duration_error.add(latency, exemplar)
             if ttft is not None:
                 self.ttft.add(ttft)
+            if per_chunk is not None:
+                self.per_chunk.add(per_chunk)
             errors._value += 1
 
 
 class LLMMetrics:
     """The ``llm_*`` metric families and a cache of per-series children."""
 
-    TOKEN_TYPES = ("input", "output", "cached_input", "reasoning")
+    TOKEN_TYPES = ("input", "output", "cached_input", "reasoning", "cache_write")
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY, *, latency_slo_seconds: float = 2.0,
                  slow_call_seconds: float = 3.0, max_models: int = 50, self_metrics: SelfMetrics | None = None) -> None:
@@ -281,6 +297,9 @@ class LLMMetrics:
                                   base + ["status"], buckets=buckets, **kw)
         self.ttft = Histogram("llm_time_to_first_token_seconds", "Time to the first streamed token.", base,
                               buckets=buckets, **kw)
+        self.per_chunk = Histogram("llm_time_per_output_chunk_seconds",
+                                   "Mean time between streamed output chunks after the first, once per stream.",
+                                   base, buckets=CHUNK_BUCKETS, **kw)
         self.tokens = Counter("llm_tokens", "Tokens used, by token type.", base + ["token_type"], **kw)
         self.request_tokens = Histogram("llm_request_tokens", "Tokens per call, by token type.",
                                         base + ["token_type"], buckets=TOKEN_BUCKETS, **kw)

@@ -140,6 +140,7 @@ def run_record(run: Run, exc: BaseException | None, config: Config, end_perf: fl
         "output_tokens": total("output_tokens"),
         "cached_input_tokens": total("cached_input_tokens"),
         "reasoning_tokens": total("reasoning_tokens"),
+        "cache_write_tokens": total("cache_write_tokens"),
         "cost_usd": sum(priced) if priced else (None if steps else 0.0),
         "unpriced_steps": sum(1 for s in steps if s.get("cost_usd") is None and s["status"] == "success"),
         "error": error,

@@ -11,6 +11,7 @@
 #   logql_grammar      tests/support/logql's npm packages
 #   run_tests          pytest
 #   openai_matrix      the SDK-facing tests under each supported openai major (scripts/openai_matrix.sh)
+#   anthropic_matrix   the Claude tests under the oldest and newest anthropic 2.x (scripts/anthropic_matrix.sh)
 # docs/testing.md explains how the binaries are found and how to provide them offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,10 @@ openai_matrix() {
     bash scripts/openai_matrix.sh "$@"
 }
 
+anthropic_matrix() {
+    bash scripts/anthropic_matrix.sh "$@"
+}
+
 system_packages
 servers
 python_env
@@ -69,4 +74,5 @@ trap 'exit 130' INT  # Ctrl-C stops the run, not just the step it interrupted
 status=0
 run_tests "$@" || status=$?
 openai_matrix "$@" || { [ "$status" != 0 ] || status=1; }
+anthropic_matrix "$@" || { [ "$status" != 0 ] || status=1; }
 exit "$status"

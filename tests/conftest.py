@@ -1,5 +1,5 @@
-"""Fixtures shared by every test package: the fake LLM server, a fresh runtime per test, instrumented clients,
-and the Loki sink harness. Helpers behind them live in ``tests/support/``."""
+"""Fixtures shared by every test package: the fake LLM server, a fresh runtime per test, instrumented clients
+(openai and anthropic), and the Loki sink harness. Helpers behind them live in ``tests/support/``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 import llmmetrics
 from llmmetrics.fake import FakeLLMServer, FaultPlan, LatencyModel
+from tests.support.fake import claude_client
 from tests.support.llm import Traced, make_client
 from tests.support.loki import (harness, loki, no_proxy_environment, proxy, real_loki, tenant,  # noqa: F401
                                 tls_loki, workload)  # fixtures of the Loki tests
@@ -43,3 +44,13 @@ def client(llm_server: FakeLLMServer) -> Any:
 @pytest.fixture
 def async_client(llm_server: FakeLLMServer) -> Any:
     return llmmetrics.instrument(make_client(llm_server, is_async=True))
+
+
+@pytest.fixture
+def claude(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(claude_client(llm_server))
+
+
+@pytest.fixture
+def async_claude(llm_server: FakeLLMServer) -> Any:
+    return llmmetrics.instrument(claude_client(llm_server, is_async=True))

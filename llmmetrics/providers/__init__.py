@@ -9,7 +9,8 @@ only what differs from one SDK to the next. It is a plain module that defines:
     The SDK's import name (``"openai"``); also its key in :data:`SDKS`.
 ``TARGETS: tuple[Target, ...]``
     The methods to trace (:class:`Target`: operation label, resource classes, attribute path from a client,
-    the argument recorded as the prompt). ``CHAT`` names the one ``call_llm_with_tracing`` uses.
+    the argument recorded as the prompt, and whether the method defers its request, see ``defer``). ``CHAT``
+    names the one ``call_llm_with_tracing`` uses.
 ``CLIENT_COPIES`` / ``RESOURCE_CACHES: tuple[str, ...]``
     A client's methods that return a copy of it (kept instrumented), and a resource's cached wrappers of
     its methods (``with_raw_response``) to rebuild when one client is (un)instrumented.
@@ -25,17 +26,32 @@ only what differs from one SDK to the next. It is a plain module that defines:
 ``returned(call, result, added, is_async) -> bool``  *(call path)*
     Take what the SDK returned: unwrap a raw response, note the response for the exporter, or wrap a
     stream with :func:`llmmetrics.streams.wrap_sync_stream` / ``wrap_async_stream`` and the functions that
-    read the SDK's stream events (first token, text, usage, finish reason). True if the call finishes
-    later (a stream) or has finished already; False to finish it now as a success.
-``read_response(call)``, ``read_usage(operation, usage) -> (input, output, cached input, reasoning)``
+    read the SDK's stream events (first token, text, usage, finish reason). True if the call finishes later
+    (a stream) or has finished already; False to finish it now as a success. The adapter also counts, in
+    ``call.chunk_count`` by the time ``read_response`` has run, the stream items that carried output (the
+    first of which set ``call.first_token``): the time per output chunk is derived from that count when the
+    call completes — counted per item, or from what the observer kept anyway (openai: its text pieces).
+``defer(target, helper, trace)``  *(call path; only for a target made with* ``deferred=True`` *)*
+    Some SDK methods return a helper that sends its request later (anthropic's ``messages.stream()``
+    returns a ``MessageStreamManager`` whose ``with`` block sends it). ``defer`` swaps the helper's pending
+    request for ``trace(request)``, which sends it traced as a stream when the helper does, and gives the
+    helper what the request gave (for an async client, ``request`` and what ``trace`` returns are awaitables).
+    Until then no call exists: a helper never entered is never counted.
+``read_response(call)``, ``read_usage(operation, usage) -> (input, output, cached input, reasoning, cache
+writes, 1-hour cache writes)``
     *(exporter thread)* Fill the record's fields from ``call.response`` / ``call.http_response``, and the
-    token counts from the usage the SDK reported.
+    token counts from the usage the SDK reported (None for a count the SDK does not report). ``input``
+    counts every input token, cache reads and writes included; ``output`` includes reasoning.
 
 The call-path functions may raise: the shared code counts the failure
 (``llmmetrics_instrumentation_errors_total``) and the user's call goes on as if it were not traced — a
 stream whose request was extended still has its ``added`` items withheld.
 A new SDK is one such module and one line in :data:`SDKS`; importing llmmetrics imports none of them,
 and ``instrument()`` with no argument loads the adapters of the SDKs that are installed.
+
+What the shared code does for every SDK: time and count the call, join the caller's trace
+(:mod:`llmmetrics.tracecontext`), derive the time per output chunk of a stream, price it (cache reads and
+writes at their own rates), build the record.
 """
 
 from __future__ import annotations
@@ -59,16 +75,22 @@ __all__ = ["SDKS", "ADAPTER_NAMES", "Adapter", "Target", "adapter_for", "importe
 #: SDK import name → its adapter module. Order matters only for a client two SDKs would both claim.
 SDKS: dict[str, str] = {
     "openai": "llmmetrics.providers.openai",
+    "anthropic": "llmmetrics.providers.anthropic",
 }
 
 
 class Target:
-    """One traced method: ``<client>.<path>.<method>``, defined on ``module.sync_class``/``async_class``."""
+    """One traced method: ``<client>.<path>.<method>``, defined on ``module.sync_class``/``async_class``.
 
-    __slots__ = ("operation", "module", "sync_class", "async_class", "path", "content_arg", "method", "not_kwargs")
+    ``deferred``: the method returns a helper that sends the request (always a stream) later; the adapter's
+    ``defer`` hands the request to the shared code.
+    """
+
+    __slots__ = ("operation", "module", "sync_class", "async_class", "path", "content_arg", "method", "not_kwargs",
+                 "deferred")
 
     def __init__(self, operation: str, module: str, sync_class: str, async_class: str, path: tuple[str, ...],
-                 content_arg: str, method: str = "create") -> None:
+                 content_arg: str, method: str = "create", *, deferred: bool = False) -> None:
         self.operation = operation  # the ``operation`` label: "chat", "responses", "embeddings", ...
         self.module = module
         self.sync_class = sync_class
@@ -76,6 +98,7 @@ class Target:
         self.path = path
         self.content_arg = content_arg  # the argument recorded as the record's ``messages``
         self.method = method
+        self.deferred = deferred
         #: arguments the record keeps apart from ``kwargs``
         self.not_kwargs = frozenset(("model", "stream", content_arg))
 

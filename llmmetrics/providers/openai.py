@@ -165,6 +165,7 @@ def _observe_response_event(call: Call, event: Any, note: Any) -> bool:
     exporter); never withheld."""
     kind = event.type
     if kind == "response.output_text.delta":
+        call.chunk_count += 1
         if call.first_token is None:
             call.first_token = time.perf_counter()
     elif kind in _RESPONSE_ENDS:
@@ -186,8 +187,10 @@ class ResponseFailed(Exception):
 # -- exporter thread ----------------------------------------------------------------------------------------------
 
 def read_response(call: Call) -> None:
-    """The request id of a stream (from its HTTP headers); model, usage, output, finish reason, tool calls and
-    request id of a response."""
+    """The request id of a stream (from its HTTP headers) and a chat stream's chunk count; model, usage, output,
+    finish reason, tool calls and request id of a response."""
+    if call.chunks:  # a chat stream's chunks that carried text, counted here rather than once per chunk
+        call.chunk_count = len(call.chunks)
     http_response = call.http_response
     if http_response is not None and call.provider_request_id is None:
         call.provider_request_id = http_response.headers.get(REQUEST_ID_HEADER)
@@ -229,15 +232,16 @@ def _chat_tool_call(tool_call: Any) -> dict[str, Any]:
     return {"id": tool_call.id, "name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)}
 
 
-def read_usage(operation: str, usage: Any) -> tuple[int | None, int | None, int | None, int | None]:
-    """(input, output, cached input, reasoning) from either usage shape; absent parts are None."""
+def read_usage(operation: str, usage: Any) -> tuple[int | None, ...]:
+    """(input, output, cached input, reasoning, cache writes, 1-hour cache writes) from either usage shape;
+    absent parts are None. OpenAI bills no cache writes apart, so those are always None."""
     if operation == "responses":
         return (usage.input_tokens, usage.output_tokens,
                 detail(getattr(usage, "input_tokens_details", None), "cached_tokens"),
-                detail(getattr(usage, "output_tokens_details", None), "reasoning_tokens"))
+                detail(getattr(usage, "output_tokens_details", None), "reasoning_tokens"), None, None)
     input_tokens = usage.prompt_tokens
     if operation == "embeddings":
-        return input_tokens, None, None, None
+        return input_tokens, None, None, None, None, None
     return (input_tokens, usage.completion_tokens,
             detail(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
-            detail(getattr(usage, "completion_tokens_details", None), "reasoning_tokens"))
+            detail(getattr(usage, "completion_tokens_details", None), "reasoning_tokens"), None, None)

@@ -192,15 +192,24 @@ def overview(options: StackOptions) -> dict[str, Any]:
             [_prom(f"histogram_quantile(0.95, sum by (model, le) "
                    f"(rate(llm_time_to_first_token_seconds_bucket{{{_LLM}}}[$__rate_interval])))",
                    legend="{{model}}", exemplar=True)],
-            "s", "time to first token"), 12, 8),
+            "s", "time to first token"), 8, 8),
+        (_timeseries(
+            "p95 time per output chunk by model", "95th percentile of each stream's mean time between output "
+            "chunks after the first (inter-token latency; streaming calls only): how fast an answer arrives once "
+            "it has begun.",
+            [_prom(f"histogram_quantile(0.95, sum by (model, le) "
+                   f"(rate(llm_time_per_output_chunk_seconds_bucket{{{_LLM}}}[$__rate_interval])))",
+                   legend="{{model}}")],
+            "s", "time per chunk"), 8, 8),
         (_timeseries(
             "In-flight requests", "LLM API calls in progress, by model.",
             [_prom(f"sum by (model) (llm_in_flight_requests{{{_LLM}}})", legend="{{model}}")],
-            "short", "calls in progress", stacking=True), 12, 8),
+            "short", "calls in progress", stacking=True), 8, 8),
     ]
     tokens_cost = [
         (_timeseries(
-            "Tokens per minute by type", "Input, output, cached input and reasoning tokens per minute.",
+            "Tokens per minute by type", "Input, output, cached input (cache reads), cache write and reasoning "
+            "tokens per minute.",
             [_prom(f"sum by (token_type) (rate(llm_tokens_total{{{_LLM}}}[$__rate_interval])) * 60",
                    legend="{{token_type}}")],
             "short", "tokens / min"), 12, 8),

@@ -73,6 +73,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
     return StackOptions(
         job=args.job, error_rate_threshold=args.error_rate_threshold, latency_slo_seconds=args.latency_slo_seconds,
         spend_ratio=args.spend_ratio, daily_budget_usd=args.daily_budget_usd, availability_slo=args.availability_slo,
+        tempo_uid=args.tempo_uid, tempo_url=args.tempo_url,
     )
 
 
@@ -112,6 +113,10 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
                         help="daily spend forecast in USD (default: the trailing 7-day average)")
     parser.add_argument("--availability-slo", type=float, default=defaults.availability_slo,
                         help="availability SLO for the error-budget burn alerts (default: %(default)s)")
+    parser.add_argument("--tempo-uid", default=None,
+                        help="also link exemplars to the Tempo datasource of this uid (default: Loki only)")
+    parser.add_argument("--tempo-url", default=None,
+                        help="provision that Tempo datasource at this URL, e.g. http://tempo:3200 (default: it exists)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files in --out differ")
     parser.set_defaults(func=_run)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _LABEL_VALUE_QUOTE = re.compile(r'["\\\n]')
+_UID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_HTTP_URL = re.compile(r"https?://[^\s\"'$]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +29,10 @@ class StackOptions:
 
     ``job`` is a regular expression matched against Prometheus' ``job`` label (the scrape job, i.e. the
     service); it selects what the rules watch and is the default of the dashboards' ``service`` variable.
+
+    ``tempo_uid`` (off by default) adds a second exemplar link, to the Tempo datasource of that uid: with
+    OpenTelemetry tracing, an exemplar's ``trace_id`` is the request's trace in Tempo as well. ``tempo_url``
+    also provisions that datasource (leave it unset when your Grafana already has it).
     """
 
     job: str = "llm-app"
@@ -46,6 +52,10 @@ class StackOptions:
     spend_rules_interval: str = "5m"
     #: When set, replaces every alert's ``for:`` (tests use "0s" so alerts fire on the first evaluation).
     for_override: str | None = None
+    #: The uid of a Tempo datasource for exemplars to link to, next to Loki (None: no Tempo link).
+    tempo_uid: str | None = None
+    #: Tempo's query URL, to provision the ``tempo_uid`` datasource too (None: it exists already).
+    tempo_url: str | None = None
 
     def __post_init__(self) -> None:
         ratios = {
@@ -74,6 +84,14 @@ class StackOptions:
             value = getattr(self, name)
             if not value or _LABEL_VALUE_QUOTE.search(value):
                 raise ValueError(f"{name} must be non-empty without quotes, backslashes or newlines, got {value!r}")
+        if self.tempo_uid is not None and not _UID.fullmatch(self.tempo_uid):
+            raise ValueError(f"tempo_uid must be a Grafana uid (up to 40 letters, digits, '-' or '_'), got "
+                             f"{self.tempo_uid!r}")
+        if self.tempo_url is not None:
+            if self.tempo_uid is None:
+                raise ValueError("tempo_url needs tempo_uid: the uid the provisioned Tempo datasource gets")
+            if not _HTTP_URL.fullmatch(self.tempo_url):
+                raise ValueError(f"tempo_url must be an http(s) URL, got {self.tempo_url!r}")
         if not _DURATION.match(self.spend_rules_interval):
             raise ValueError(f"spend_rules_interval must be a Prometheus duration, got {self.spend_rules_interval!r}")
         if self.for_override is not None and not (self.for_override == "0s" or _DURATION.match(self.for_override)):

@@ -4,7 +4,9 @@ Two links join metrics to trace records:
 
 * Prometheus exemplars: ``exemplarTraceIdDestinations`` builds a trace query from a ``datasourceUid`` only
   for tracing backends, so the exemplar's ``trace_id`` goes into the URL form instead: an Explore link on
-  Loki carrying the LogQL that selects the records of that trace.
+  Loki carrying the LogQL that selects the records of that trace. With ``StackOptions.tempo_uid`` a second
+  destination opens the same trace id in that Tempo datasource (llmmetrics' trace ids are the application's
+  OpenTelemetry trace ids when it traces with OpenTelemetry); ``tempo_url`` provisions the datasource too.
 * Loki records: a derived field matches the ``trace_id`` in each JSON line and links to the LLM traces
   dashboard with its ``trace_id`` variable set.
 
@@ -46,6 +48,25 @@ def exemplar_explore_url(options: StackOptions) -> str:
     return f"/explore?schemaVersion=1&orgId=1&panes={encoded}"
 
 
+def exemplar_destinations(options: StackOptions) -> list[dict[str, Any]]:
+    """Where a latency or cost exemplar links: the trace's records in Loki, and its spans in Tempo if configured."""
+    destinations: list[dict[str, Any]] = [{
+        "name": "trace_id",
+        "urlDisplayLabel": "Trace records in Loki",
+        "url": _escape_for_provisioning(exemplar_explore_url(options)),
+    }]
+    if options.tempo_uid is not None:
+        destinations.append({"name": "trace_id", "datasourceUid": options.tempo_uid, "urlDisplayLabel": "Trace in Tempo"})
+    return destinations
+
+
+def _tempo(options: StackOptions) -> list[dict[str, Any]]:
+    if options.tempo_url is None:
+        return []
+    return [{"name": "Tempo", "type": "tempo", "uid": options.tempo_uid, "access": "proxy", "url": options.tempo_url,
+             "editable": False}]
+
+
 def datasources_file(options: StackOptions) -> dict[str, Any]:
     return {
         "apiVersion": 1,
@@ -56,11 +77,7 @@ def datasources_file(options: StackOptions) -> dict[str, Any]:
                 "jsonData": {
                     "httpMethod": "POST",
                     "timeInterval": "15s",
-                    "exemplarTraceIdDestinations": [{
-                        "name": "trace_id",
-                        "urlDisplayLabel": "Trace records in Loki",
-                        "url": _escape_for_provisioning(exemplar_explore_url(options)),
-                    }],
+                    "exemplarTraceIdDestinations": exemplar_destinations(options),
                 },
             },
             {
@@ -79,5 +96,6 @@ def datasources_file(options: StackOptions) -> dict[str, Any]:
                     }],
                 },
             },
+            *_tempo(options),
         ],
     }

@@ -40,13 +40,18 @@ def assert_timed(row: dict) -> None:
 
 @pytest.mark.timeout(600)
 def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
-    """overhead.py measures stub, in-process sync/async and loopback for chat, stream and responses."""
+    """overhead.py measures stub, in-process sync/async and loopback for chat, stream and responses, Claude's
+    three calls on the fake server, and the call path with OpenTelemetry imported."""
     data = run("overhead.py", "--quick", "--calls", "30", results=tmp_path)
     seen = {(r["mode"], r["workload"]) for r in data["rows"]}
     for mode in ("callpath-stub", "inprocess-sync", "inprocess-async", "loopback-sync"):
         for workload in ("chat", "chat_stream", "responses"):
             assert (mode, workload) in seen, f"missing {mode} {workload}"
     assert ("inprocess-sync", "chat_stream_usage") in seen and ("inprocess-sync", "chat_floor") in seen
+    for workload in ("claude", "claude_stream", "claude_stream_helper"):
+        assert ("loopback-sync", workload) in seen, f"missing Claude row {workload}"
+    assert {("callpath-stub", "chat_otel_imported"), ("callpath-stub", "chat_otel_span")} <= seen
+    assert data["claude"]["content_block_deltas"] >= 50 and "chat_otel_span_minus_chat" in data["trace_context"]
     floor = data["floor"]
     assert isinstance(floor["llmmetrics_added_us"], NUMBER) and isinstance(floor["floor_added_us"], NUMBER)
     for row in data["rows"]:

@@ -105,6 +105,9 @@ def test_successful_call_is_measured_and_recorded_exactly(traced: Traced, client
     assert record["provider_request_id"] and record["provider_request_id"].startswith("req_")
     assert record["sampled"] == "ratio" and record["truncated"] is False
     assert (record["ttft_ms"] is not None) is stream
+    assert (record["time_per_chunk_ms"] is not None) is stream  # chat: its text chunks; responses: text deltas
+    if stream:
+        assert 0 < record["time_per_chunk_ms"] < record["latency_ms"] - record["ttft_ms"]
     assert len(record["trace_id"]) == 32 and len(record["span_id"]) == 16 and len(record["call_id"]) == 32
     if operation == "chat" and not stream:
         assert record["output"] == result.choices[0].message.content
@@ -122,6 +125,7 @@ def test_successful_call_is_measured_and_recorded_exactly(traced: Traced, client
     assert traced.value("llm_request_duration_seconds_sum", **labels, status="ok") == pytest.approx(
         record["latency_ms"] / 1000, rel=1e-9)
     assert traced.value("llm_time_to_first_token_seconds_count", **labels) == (1 if stream else 0)
+    assert traced.value("llm_time_per_output_chunk_seconds_count", **labels) == (1 if stream else 0)
     assert traced.value("llm_in_flight_requests", provider="openai_compatible", model=MODELS[operation]) == 0
     exposition = traced.openmetrics()
     assert f'# {{span_id="{record["span_id"]}",trace_id="{record["trace_id"]}"}}' in exposition

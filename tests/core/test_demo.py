@@ -1,5 +1,6 @@
-"""`llmmetrics demo`: the README's main command runs with embedded defaults, serves /metrics, writes traces,
-says what it sees while it runs, stops on Ctrl-C (twice: at once), and refuses a taken port plainly."""
+"""`llmmetrics demo`: the README's main command runs with embedded defaults, serves /metrics, writes traces of
+both SDKs' calls, says what it sees while it runs, stops on Ctrl-C (twice: at once), and refuses a taken port
+plainly."""
 
 from __future__ import annotations
 
@@ -71,8 +72,9 @@ def demos() -> Iterator[list[Demo]]:
 
 
 def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path, demos: list[Demo], capsys: Any) -> None:
-    """A short demo run: agent runs for several users, errors included, metrics scraped while it runs, a status
-    line every interval with calls/s, error %, p95 and spend, and at the end commands that answer on its traces."""
+    """A short demo run: agent runs for several users on GPT and Claude models, errors included, metrics scraped
+    while it runs, a status line every interval with calls/s, error %, p95 and spend, and at the end commands that
+    answer on its traces (seed 3: the second worker's first run is on Claude)."""
     port = free_port()
     trace_file = tmp_path / "traces.jsonl"
     demo = Demo(["--duration", "6", "--port", str(port), "--trace-file", str(trace_file), "--llm", "fake",
@@ -99,6 +101,7 @@ def test_demo_runs_serves_metrics_and_writes_traces(tmp_path: Path, demos: list[
     runs = [r for r in records if r["kind"] == "run"]
     assert len(runs) >= 5 and len(calls_recorded) >= 3 * len(runs)
     assert {r["operation"] for r in calls_recorded} >= {"chat", "embeddings"}
+    assert {r["provider"] for r in calls_recorded} == {"openai_compatible", "anthropic"}
     assert any(r["status"] == "error" for r in calls_recorded) and any(r["stream"] for r in calls_recorded)
     assert len({r["user_id"] for r in calls_recorded}) >= 3
     assert all(c["trace_id"] in {r["trace_id"] for r in runs} for c in calls_recorded)

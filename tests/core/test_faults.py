@@ -10,20 +10,18 @@ everything the user can see: types, dumped models, chunk sequences, raw headers,
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import openai
 import pytest
 
-import llmmetrics
 import llmmetrics.providers.openai as adapter
 
+from tests.support.faults import SHARED_FAULTS, Fault, bug, check_under_fault, check_without_faults, raised
 from tests.support.llm import Traced
 from tests.support.wire import transport_client
 
-runtime_module = importlib.import_module("llmmetrics.runtime")  # the attribute llmmetrics.runtime is the function
 MESSAGES = [{"role": "user", "content": "Where is order #1234?"}]
 
 
@@ -64,28 +62,15 @@ SCENARIOS = {
 }
 
 
-def _bug(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("bug in llmmetrics")
-
-
-class Fault(NamedTuple):
-    stage: str  # the instrumentation_errors stage it is counted under
-    inject: Callable[[pytest.MonkeyPatch, Traced], None]
-    hits: Callable[[Scenario], bool]  # whether the scenario reaches the faulty step
-
-
 FAULTS = {
-    "runtime-build": Fault("runtime", lambda m, t: (m.setattr(runtime_module, "_runtime", None),
-                                                    m.setattr(runtime_module, "Runtime", _bug)), lambda s: True),
-    "series-lookup": Fault("call", lambda m, t: m.setattr(t.runtime.metrics, "series_for", _bug), lambda s: True),
-    "exporter-submit": Fault("call", lambda m, t: m.setattr(t.runtime, "submit", _bug), lambda s: True),
-    "stream-request": Fault("call", lambda m, t: m.setattr(adapter, "prepare_stream", _bug), lambda s: s.stream),
-    "returned-value": Fault("call", lambda m, t: m.setattr(adapter, "returned", _bug), lambda s: not s.fails),
+    **SHARED_FAULTS,
+    "stream-request": Fault("call", lambda m, t: m.setattr(adapter, "prepare_stream", bug), lambda s: s.stream),
+    "returned-value": Fault("call", lambda m, t: m.setattr(adapter, "returned", bug), lambda s: not s.fails),
     # the observers raise; their fallbacks (after_failure) are the adapter's own
-    "stream-observer": Fault("stream", lambda m, t: (m.setattr(adapter, "_observe_chat", _bug),
-                                                     m.setattr(adapter, "_observe_response_event", _bug)),
+    "stream-observer": Fault("stream", lambda m, t: (m.setattr(adapter, "_observe_chat", bug),
+                                                     m.setattr(adapter, "_observe_response_event", bug)),
                              lambda s: s.stream and not s.fails),
-    "response-reading": Fault("record", lambda m, t: m.setattr(adapter, "read_response", _bug), lambda s: not s.fails),
+    "response-reading": Fault("record", lambda m, t: m.setattr(adapter, "read_response", bug), lambda s: not s.fails),
 }
 
 
@@ -119,7 +104,7 @@ def _outcome(scenario: Scenario, client: Any) -> Any:
     try:
         return "returned", (asyncio.run(run_async()) if scenario.is_async else run_sync())
     except Exception as exc:
-        return "raised", (type(exc), str(exc), getattr(exc, "status_code", None), getattr(exc, "body", None))
+        return "raised", raised(exc)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -127,28 +112,12 @@ def _outcome(scenario: Scenario, client: Any) -> Any:
 def test_internal_failure_leaves_the_users_call_as_the_bare_clients(traced: Traced, monkeypatch: pytest.MonkeyPatch,
                                                                      fault: str, scenario: str) -> None:
     """With one internal step raising, the call returns/raises what the bare client does; the failure is counted."""
-    spec, case = FAULTS[fault], SCENARIOS[scenario]
-    bare = transport_client(case.is_async)
-    ours = llmmetrics.instrument(transport_client(case.is_async))
-    expected = _outcome(case, bare)
-    with monkeypatch.context() as m:
-        spec.inject(m, traced)
-        assert _outcome(case, ours) == expected
-        assert traced.runtime.flush(10)  # the exporter's part runs under the fault too
-    assert expected[0] == ("raised" if case.fails else "returned")
-    if spec.stage == "runtime":  # counted by the next runtime the call path can get
-        _outcome(SCENARIOS["async-chat" if case.is_async else "chat"], ours)
-    counted = traced.value("llmmetrics_instrumentation_errors_total", stage=spec.stage) or 0
-    assert counted == (1 if spec.hits(case) else 0)
+    case = SCENARIOS[scenario]
+    check_under_fault(traced, monkeypatch, FAULTS[fault], case, _outcome, transport_client,
+                      SCENARIOS["async-chat" if case.is_async else "chat"])
 
 
 @pytest.mark.parametrize("scenario", ["chat", "chat-stream", "async-chat-stream", "error"])
 def test_without_faults_the_same_calls_are_traced(traced: Traced, scenario: str) -> None:
     """The scenarios above, fault-free: identical to the bare client, one record each, nothing counted."""
-    case = SCENARIOS[scenario]
-    assert _outcome(case, llmmetrics.instrument(transport_client(case.is_async))) == _outcome(
-        case, transport_client(case.is_async))
-    record = traced.only_record()
-    assert record["status"] == ("error" if case.fails else "success")
-    for stage in ("runtime", "call", "stream", "record"):
-        assert not traced.value("llmmetrics_instrumentation_errors_total", stage=stage)
+    check_without_faults(traced, SCENARIOS[scenario], _outcome, transport_client)

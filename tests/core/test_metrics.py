@@ -7,7 +7,7 @@ import threading
 from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Exemplar
 
-from llmmetrics.metrics import TOKEN_BUCKETS, LLMMetrics, SelfMetrics, duration_buckets
+from llmmetrics.metrics import CHUNK_BUCKETS, TOKEN_BUCKETS, LLMMetrics, SelfMetrics, duration_buckets
 
 
 def test_duration_buckets_follow_genai_conventions_and_include_thresholds() -> None:
@@ -24,6 +24,26 @@ def test_token_buckets_are_powers_of_four() -> None:
     assert TOKEN_BUCKETS == tuple(float(4**i) for i in range(13))
 
 
+def test_chunk_buckets_are_genai_conventions_with_milliseconds_below() -> None:
+    """Time per output chunk: OpenTelemetry's 10 ms … 2.5 s bounds, plus 1, 2.5 and 5 ms, in order."""
+    assert CHUNK_BUCKETS[:4] == (0.001, 0.0025, 0.005, 0.01) and CHUNK_BUCKETS[-1] == 2.5
+    assert list(CHUNK_BUCKETS) == sorted(set(CHUNK_BUCKETS))
+
+
+def test_zero_optional_token_counts_are_not_counted_but_nonzero_ones_are() -> None:
+    """Input and output are always counted; cached, reasoning and cache-write counts only when non-zero, and
+    counts past the token types (the 1-hour cache-write share) never become a token_type."""
+    registry = CollectorRegistry()
+    series = LLMMetrics(registry).series("p", "m", "chat")
+    series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, None, (0, 0, 0, 0, 0, 0), None, None)
+    series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, None, (9, 4, 3, 2, 5, 5), None, None)
+    labels = {"provider": "p", "model": "m", "operation": "chat"}
+    counts = {t: registry.get_sample_value("llm_request_tokens_count", {**labels, "token_type": t})
+              for t in ("input", "output", "cached_input", "reasoning", "cache_write")}
+    assert counts == {"input": 2, "output": 2, "cached_input": 1, "reasoning": 1, "cache_write": 1}
+    assert registry.get_sample_value("llm_tokens_total", {**labels, "token_type": "cache_write"}) == 5
+
+
 def test_configured_slo_is_an_exact_histogram_bound() -> None:
     """The exposed histogram has an le bucket equal to the configured SLO, so alert rules can read it."""
     registry = CollectorRegistry()
@@ -31,7 +51,7 @@ def test_configured_slo_is_an_exact_histogram_bound() -> None:
     series = metrics.series("openai", "gpt-4o-mini", "chat")
     for latency in (1.4, 1.6):
         series.start()
-        series.succeeded(latency, Exemplar({"trace_id": "a" * 32}, latency, 0.0), None, None, None, None)
+        series.succeeded(latency, Exemplar({"trace_id": "a" * 32}, latency, 0.0), None, None, None, None, None)
     labels = {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat", "status": "ok"}
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "1.5"}) == 1
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", {**labels, "le": "4.0"}) == 2
@@ -47,7 +67,7 @@ def test_series_bucketing_matches_prometheus_client() -> None:
     reference = metrics.duration.labels("p", "m", "chat", "error")
     values = [0.0, 0.01, 0.0100001, 0.5, 2.0, 2.0000001, 3.0, 81.92, 327.68, 400.0, 1e9]
     for v in values:
-        series.succeeded(v, Exemplar({}, v, 0.0), None, None, None, None)
+        series.succeeded(v, Exemplar({}, v, 0.0), None, None, None, None, None)
         reference.observe(v)
     for bound in metrics.buckets + (float("inf"),):
         le = "+Inf" if bound == float("inf") else str(bound)
@@ -65,7 +85,7 @@ def test_concurrent_updates_are_not_lost() -> None:
         for _ in range(5000):
             series.start()
             series.end()
-            series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, (3, 2, 0, 0), 0.5, None)
+            series.succeeded(0.1, Exemplar({}, 0.1, 0.0), None, 0.02, (3, 2, 0, 0, 1, None), 0.5, None)
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
@@ -74,7 +94,9 @@ def test_concurrent_updates_are_not_lost() -> None:
     labels = {"provider": "p", "model": "m", "operation": "chat"}
     assert registry.get_sample_value("llm_requests_total", {**labels, "status": "ok"}) == 40000
     assert registry.get_sample_value("llm_tokens_total", {**labels, "token_type": "input"}) == 120000
+    assert registry.get_sample_value("llm_tokens_total", {**labels, "token_type": "cache_write"}) == 40000
     assert registry.get_sample_value("llm_cost_usd_total", labels) == 20000
+    assert registry.get_sample_value("llm_time_per_output_chunk_seconds_count", labels) == 40000
     assert registry.get_sample_value("llm_in_flight_requests", {"provider": "p", "model": "m"}) == 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from llmmetrics.providers import openai_compat
 from llmmetrics.providers.openai_compat import REQUEST_ID_HEADER
 
 from tests.support.llm import Traced, make_client
+from tests.support.sdk_range import assert_range_is_the_matrix, declared_range
 from tests.support.wire import FIXED_REQUEST_ID, transport_client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,13 +117,13 @@ def test_usage_details_are_read_from_models_and_from_plain_dicts() -> None:
     responses = ResponseUsage.model_validate({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
                                               "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 2},
                                               "total_tokens": 14})
-    assert adapter.read_usage("responses", responses) == (9, 5, 4, 2)
+    assert adapter.read_usage("responses", responses) == (9, 5, 4, 2, None, None)
     chat = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14,
                                            "prompt_tokens_details": {"cached_tokens": 4},
                                            "completion_tokens_details": {"reasoning_tokens": 2}})
-    assert adapter.read_usage("chat", chat) == (9, 5, 4, 2)
+    assert adapter.read_usage("chat", chat) == (9, 5, 4, 2, None, None)
     bare = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14})
-    assert adapter.read_usage("chat", bare) == (9, 5, None, None)
+    assert adapter.read_usage("chat", bare) == (9, 5, None, None, None, None)
     assert openai_compat.detail({"cached_tokens": 3}, "cached_tokens") == 3
     assert openai_compat.detail(None, "cached_tokens") is None
 
@@ -193,30 +193,13 @@ def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkey
 
 # -- the supported range -------------------------------------------------------------------------------------------
 
-def _matrix() -> list[Version]:
-    script = (REPO / "scripts" / "openai_matrix.sh").read_text()
-    return [Version(v) for v in re.search(r"^VERSIONS=\(([^)]*)\)", script, re.M).group(1).split()]  # type: ignore[union-attr]
-
-
-def _declared_range() -> tuple[Version, Version]:
-    pyproject = (REPO / "pyproject.toml").read_text()
-    low, high = re.search(r'"openai>=([\d.]+),<([\d.]+)"', pyproject).groups()  # type: ignore[union-attr]
-    return Version(low), Version(high)
-
-
 def test_the_declared_openai_range_is_what_the_matrix_runs() -> None:
     """pyproject's openai range starts at the matrix's oldest release and ends after its newest major, and the
     matrix has a release of every major in between; the docs name each tested release."""
-    versions = _matrix()
-    low, high = _declared_range()
-    assert min(versions) == low
-    assert high == Version(f"{max(versions).major + 1}")
-    assert {v.major for v in versions} == set(range(low.major, high.major))
-    docs = (REPO / "docs" / "sdk-versions.md").read_text()
-    assert all(f"`{v}`" in docs for v in versions)
+    assert_range_is_the_matrix("openai", "openai_matrix.sh", "sdk-versions.md")
 
 
 def test_the_installed_openai_is_in_the_declared_range() -> None:
     """The release this run tests against is one llmmetrics declares it supports."""
-    low, high = _declared_range()
+    low, high = declared_range("openai")
     assert low <= Version(openai.__version__) < high

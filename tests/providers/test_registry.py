@@ -31,7 +31,9 @@ def test_every_registered_adapter_implements_the_interface(name: str) -> None:
     assert not missing, f"{SDKS[name]} lacks {missing}"
     assert module.NAME == name
     assert module.TARGETS and all(isinstance(t, Target) for t in module.TARGETS) and module.CHAT in module.TARGETS
-    assert len({t.operation for t in module.TARGETS}) == len(module.TARGETS)
+    assert len({(t.operation, t.method) for t in module.TARGETS}) == len(module.TARGETS)
+    if any(t.deferred for t in module.TARGETS):  # a deferred target's helper is handed over by ``defer``
+        assert callable(getattr(module, "defer", None))
     assert all(isinstance(n, str) for n in module.CLIENT_COPIES + module.RESOURCE_CACHES)
     assert all(isinstance(t, type) for t in module.UNSET)
     for function in ("owns", "is_async", "client_of", "provider_label", "prepare_stream", "returned",
@@ -69,8 +71,9 @@ except TypeError as exc:
 """
     done = _python(code)
     assert done.returncode == 0, done.stderr
-    assert "instrument() found none of the supported SDKs installed (openai)" in done.stderr
-    assert "refused: llmmetrics cannot instrument a builtins.object: not a client of a supported SDK (openai)" in done.stdout
+    names = ", ".join(SDKS)
+    assert f"instrument() found none of the supported SDKs installed ({names})" in done.stderr
+    assert f"refused: llmmetrics cannot instrument a builtins.object: not a client of a supported SDK ({names})" in done.stdout
 
 
 def test_dispatch_is_on_the_clients_sdk(traced: Traced, llm_server: Any) -> None:
@@ -104,3 +107,23 @@ def test_instrument_without_argument_patches_every_target_of_every_installed_sdk
         llmmetrics.uninstrument()
     assert [getattr(cls, method) for cls, method in classes] == originals
     assert not llmmetrics.is_instrumented()
+
+
+def test_instrument_without_argument_traces_new_clients_of_both_sdks(traced: Traced, llm_server: Any) -> None:
+    """After instrument(), clients made later — openai's and anthropic's, its stream helper included — are
+    traced; after uninstrument() they are not."""
+    from tests.support.claude import request
+    from tests.support.fake import claude_client
+
+    llmmetrics.instrument()
+    try:
+        make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        claude = claude_client(llm_server)
+        claude.messages.create(**request())
+        with claude.messages.stream(**request()) as stream:
+            stream.until_done()
+    finally:
+        llmmetrics.uninstrument()
+    claude_client(llm_server).messages.create(**request())
+    assert [(r["provider"], r["stream"]) for r in traced.records()] == [
+        ("openai_compatible", False), ("anthropic", False), ("anthropic", True)]

@@ -210,3 +210,12 @@ def test_trace_dashboard_has_trace_and_flag_variables() -> None:
     variables = {v["name"]: v for v in DASHBOARDS["llm-traces.json"]["templating"]["list"]}
     assert variables["trace_id"]["type"] == variables["feature_flag"]["type"] == "textbox"
     assert variables["feature_flag"]["current"]["value"] == dashboards.DEFAULT_FEATURE_FLAG
+
+
+def test_time_per_output_chunk_panel_reads_its_histogram_by_model() -> None:
+    """The latency row shows the p95 of llm_time_per_output_chunk_seconds per model, in seconds."""
+    panel = _by_title(DASHBOARDS["llm-overview.json"], "p95 time per output chunk by model")
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("histogram_quantile(0.95, sum by (model, le) (rate(")
+    assert "llm_time_per_output_chunk_seconds_bucket{" in target["expr"]
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"

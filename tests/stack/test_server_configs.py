@@ -123,16 +123,17 @@ def test_testing_doc_states_the_pinned_versions() -> None:
 
 def test_readme_states_the_versions_the_tests_ran() -> None:
     """README.md's version table names the pinned Loki, Prometheus and Alertmanager, the 2.x line, every openai
-    release of the matrix, and the Grafana that compose pins."""
+    and anthropic release of the SDK matrices, and the Grafana that compose pins."""
     text = (REPO / "README.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert PINNED["LOKI_VERSION"] in rows["Loki"]
     assert PINNED["PROMETHEUS_VERSION"] in rows["Prometheus, promtool"]
     assert f"{PINNED['PROMETHEUS2_MAJOR']}.x" in rows["Prometheus, promtool"]
     assert PINNED["ALERTMANAGER_VERSION"] in rows["Alertmanager, amtool"]
-    matrix = re.search(r"^VERSIONS=\((.*)\)$", (REPO / "scripts" / "openai_matrix.sh").read_text(), re.M)
-    assert matrix is not None
-    assert re.findall(r"\d+\.\d+\.\d+", rows["`openai` client"]) == matrix.group(1).split()
+    for sdk in ("openai", "anthropic"):
+        matrix = re.search(r"^VERSIONS=\((.*)\)$", (REPO / "scripts" / f"{sdk}_matrix.sh").read_text(), re.M)
+        assert matrix is not None, sdk
+        assert re.findall(r"\d+\.\d+\.\d+", rows[f"`{sdk}` client"]) == matrix.group(1).split(), sdk
     assert PINNED["GRAFANA_VERSION"] in rows["Grafana"]
 
 

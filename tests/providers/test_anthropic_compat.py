@@ -1,0 +1,159 @@
+"""The anthropic adapter under whichever anthropic release is installed (scripts/anthropic_matrix.sh runs this
+file under each supported one): every private name of the SDK it relies on is pinned here, each fallback
+keeps the user's calls working when such a name moves, and the supported range is the one the matrix runs."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import anthropic
+import pytest
+from packaging.version import Version
+
+import llmmetrics
+import llmmetrics.providers.anthropic as adapter
+from llmmetrics.fake import FakeLLMServer
+from llmmetrics.providers import adapter_for, provider_for_client
+
+from tests.support.anthropic_wire import FIXED_REQUEST_ID, claude_transport_client
+from tests.support.claude import request
+from tests.support.fake import claude_client
+from tests.support.llm import Traced
+from tests.support.sdk_range import assert_range_is_the_matrix, declared_range
+
+
+# -- each private name, pinned -------------------------------------------------------------------------------
+
+def test_streams_iterate_the_iterator_set_on_the_instance(llm_server: FakeLLMServer) -> None:
+    """Stream and AsyncStream iterate their ``_iterator``, and one set on the instance replaces the SDK's."""
+    stream = claude_client(llm_server).messages.create(stream=True, **request())
+    assert iter(getattr(stream, "_iterator")) is not None
+    stream.close()
+    stream._iterator = iter(["a", "b"])
+    assert list(stream) == ["a", "b"]
+
+    async def run() -> list[Any]:
+        astream = await claude_client(llm_server, is_async=True).messages.create(stream=True, **request())
+        await astream.close()
+
+        async def items() -> Any:
+            yield "c"
+        astream._iterator = items()
+        return [item async for item in astream]
+    assert asyncio.run(run()) == ["c"]
+
+
+def test_stream_managers_keep_their_request_under_the_mangled_name(llm_server: FakeLLMServer) -> None:
+    """messages.stream() returns a manager holding its request (a callable; async: an awaitable) as
+    ``_MessageStreamManager__api_request`` / ``_AsyncMessageStreamManager__api_request``."""
+    manager = claude_client(llm_server).messages.stream(**request())
+    assert callable(manager.__dict__[adapter._PENDING_REQUEST[0]])
+    amanager = claude_client(llm_server, is_async=True).messages.stream(**request())
+    pending = amanager.__dict__[adapter._PENDING_REQUEST[1]]
+    assert inspect.isawaitable(pending)
+    pending.close()  # a coroutine never awaited: closed, as the test never enters the manager
+
+
+def test_resources_know_their_client_and_cache_their_wrappers(llm_server: FakeLLMServer) -> None:
+    """A resource's ``_client`` is its client; with_raw_response/with_streaming_response are instance caches."""
+    for is_async in (False, True):
+        client = claude_client(llm_server, is_async=is_async)
+        for target in adapter.TARGETS:
+            resource = target.resource_of(client)
+            assert isinstance(resource, target.classes()[is_async]) and adapter.client_of(resource) is client
+            for name in adapter.RESOURCE_CACHES:
+                wrapper = getattr(resource, name)
+                assert resource.__dict__[name] is wrapper
+
+
+def test_async_raw_responses_parse_through_a_cache_the_adapter_can_fill(llm_server: FakeLLMServer) -> None:
+    """AsyncAPIResponse has a sync ``_parse()`` and a ``_parsed_by_type`` cache keyed by ``_cast_to`` that its
+    coroutine ``parse()`` returns from."""
+    async def run() -> None:
+        raw = await claude_client(llm_server, is_async=True).messages.with_raw_response.create(
+            stream=True, **request())
+        assert isinstance(raw, anthropic.AsyncAPIResponse) and not inspect.iscoroutinefunction(raw._parse)
+        marker = object()
+        raw._parsed_by_type[raw._cast_to] = marker
+        assert await raw.parse() is marker
+        await raw.http_response.aclose()
+    asyncio.run(run())
+
+
+def test_parsed_messages_carry_the_request_id_in_their_instance_dict() -> None:
+    """A parsed message keeps the ``request-id`` header as a plain ``_request_id`` instance attribute."""
+    message = claude_transport_client().messages.create(**request())
+    assert message.__dict__["_request_id"] == FIXED_REQUEST_ID
+
+
+def test_unset_sentinels_are_the_defaults_of_every_traced_method() -> None:
+    """anthropic.NotGiven and anthropic.Omit are what an argument left out looks like."""
+    for target in adapter.TARGETS:
+        for cls in target.classes():
+            defaults = [p.default for p in inspect.signature(getattr(cls, target.method)).parameters.values()
+                        if p.default is not inspect.Parameter.empty and p.name != "timeout"]
+            assert defaults and all(isinstance(d, adapter.UNSET) or d is None for d in defaults), cls
+
+
+@pytest.mark.parametrize("make,provider", [
+    (lambda: anthropic.Anthropic(api_key="k"), "anthropic"),
+    (lambda: anthropic.AsyncAnthropic(api_key="k", base_url="http://127.0.0.1:1"), "anthropic"),
+    (lambda: anthropic.Anthropic(api_key="k", base_url="http://localhost:11434"), "ollama"),
+    (lambda: anthropic.AnthropicBedrock(aws_region="us-east-1", aws_access_key="a", aws_secret_key="s"), "bedrock"),
+    (lambda: anthropic.AsyncAnthropicBedrock(aws_region="us-east-1", aws_access_key="a", aws_secret_key="s"),
+     "bedrock"),
+    (lambda: anthropic.AnthropicVertex(region="us-east5", project_id="p", access_token="t"), "vertex"),
+    (lambda: anthropic.AsyncAnthropicVertex(region="us-east5", project_id="p", access_token="t"), "vertex"),
+])
+def test_every_client_class_is_dispatched_to_the_adapter_with_its_provider(make: Any, provider: str) -> None:
+    """Each client class is the anthropic adapter's, labelled by class (Bedrock, Vertex) or base URL."""
+    client = make()
+    assert adapter_for(client) is adapter and provider_for_client(client) == provider
+    assert llmmetrics.instrument(client) is client and llmmetrics.is_instrumented(client)
+    llmmetrics.uninstrument(client)
+    assert not llmmetrics.is_instrumented(client)
+
+
+# -- the fallbacks -------------------------------------------------------------------------------------------------
+
+def test_a_stream_manager_whose_request_moved_is_left_untouched(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the manager kept its request elsewhere, the helper works exactly as bare (untraced), counted once."""
+    monkeypatch.setattr(adapter, "_PENDING_REQUEST", ("_moved", "_moved"))
+
+    def helper(client: Any) -> Any:
+        with client.messages.stream(**request(model="m")) as stream:
+            return stream.get_final_message().model_dump()
+    assert helper(llmmetrics.instrument(claude_transport_client())) == helper(claude_transport_client())
+    assert traced.records() == []
+    assert traced.value("llmmetrics_instrumentation_errors_total", stage="call") == 1
+
+
+def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If streams kept their items elsewhere, the stream is returned untouched: its latency and outcome still
+    recorded, the failure counted."""
+    import llmmetrics.streams
+
+    monkeypatch.setattr(llmmetrics.streams, "_ITERATOR", "_moved")
+
+    def events(client: Any) -> list[Any]:
+        return [e.model_dump() for e in client.messages.create(stream=True, **request(model="m"))]
+    assert events(llmmetrics.instrument(claude_transport_client())) == events(claude_transport_client())
+    record = traced.only_record()
+    assert record["status"] == "success" and record["provider_request_id"] == FIXED_REQUEST_ID
+    assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
+
+
+# -- the supported range -------------------------------------------------------------------------------------------
+
+def test_the_declared_anthropic_range_is_what_the_matrix_runs() -> None:
+    """The anthropic extra's range starts at the matrix's oldest release and ends after its newest major; the
+    docs name each tested release."""
+    assert_range_is_the_matrix("anthropic", "anthropic_matrix.sh", "anthropic.md")
+
+
+def test_the_installed_anthropic_is_in_the_declared_range() -> None:
+    """The release this run tests against is one llmmetrics declares it supports."""
+    low, high = declared_range("anthropic")
+    assert low <= Version(anthropic.__version__) < high
