@@ -73,14 +73,14 @@ def child_exporter(calls: int) -> dict[str, Any]:
     dropped_metrics.shared_exemplars = None  # what prometheus_client's multiprocess mode does: set_exemplar is a no-op
     dropped = dropped_metrics.series("openai", "gpt-4o-mini", "chat")
     samples = _exemplars(1024)
-    tokens = (48, 62, 0, 0)
+    tokens = (48, 62, 0, 0, 0, 0)
     state = {"i": 0}
 
     def step(series: Any) -> Any:
         def count() -> None:
             latency, duration_exemplar, cost_exemplar = samples[state["i"] & 1023]
             state["i"] += 1
-            series.succeeded(latency, duration_exemplar, None, tokens, 0.000131, cost_exemplar)
+            series.succeeded(latency, duration_exemplar, None, None, tokens, 0.000131, cost_exemplar)
         return count
 
     a, b = common.paired(step(dropped), step(shared), calls, min(2000, calls // 5))
@@ -112,10 +112,11 @@ def child_worker(calls_per_model: int, seed: int) -> dict[str, Any]:
             ids = {"trace_id": f"{rng.getrandbits(128):032x}", "span_id": f"{rng.getrandbits(64):016x}"}
             at = time.time()
             if rng.random() < 0.05:
-                series.failed(latency, Exemplar(ids, latency, at), None, "RateLimitError")
+                series.failed(latency, Exemplar(ids, latency, at), None, None, "RateLimitError")
             else:
                 cost = 0.0001 * rng.random()
-                series.succeeded(latency, Exemplar(ids, latency, at), None, (rng.randint(10, 2000), rng.randint(10, 800), 0, 0),
+                series.succeeded(latency, Exemplar(ids, latency, at), None, None,
+                                 (rng.randint(10, 2000), rng.randint(10, 800), 0, 0, 0, 0),
                                  cost, Exemplar(ids, cost, at))
     llmmetrics.shutdown(5.0)
     return {"pid": os.getpid(), "calls": MODELS * calls_per_model}

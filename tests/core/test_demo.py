@@ -123,8 +123,8 @@ def test_the_status_line_counts_in_words_and_reads_the_metrics() -> None:
     metrics = LLMMetrics(CollectorRegistry())
     series = metrics.series("openai", "gpt-4o-mini", "chat")
     ids = Exemplar({"trace_id": "a" * 32, "span_id": "b" * 16}, 0.5, 0.0)
-    series.succeeded(0.5, ids, None, (10, 5, None, None), 0.000123, None)
-    series.failed(1.5, ids, None, "RateLimitError")
+    series.succeeded(0.5, ids, None, None, (10, 5, None, None, None, None), 0.000123, None)
+    series.failed(1.5, ids, None, None, "RateLimitError")
     before = Snapshot(LLMMetrics(CollectorRegistry()), 0, 8.0)
     # p95 of {0.5, 1.5}: rank 1.9 in the (1.28, 2] bucket, linearly as histogram_quantile does
     assert Snapshot(metrics, 1, 10.0).line(before) == ("1 run · 2 calls (1.0/s) · 1 error (50.0%) · p95 1.93 s · "
