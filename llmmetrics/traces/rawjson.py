@@ -30,7 +30,8 @@ _NUMBER = re.compile(rb"\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
 #: Record fields that hold a number or null, never another type (spec): a block bound needs no type check.
 NUMERIC_FIELDS = frozenset({
     "ts_ns", "latency_ms", "ttft_ms", "model_wait_ms", "cost_usd", "input_tokens", "output_tokens",
-    "cached_input_tokens", "reasoning_tokens", "total_tokens", "status_code", "step_count", "unpriced_steps",
+    "cached_input_tokens", "reasoning_tokens", "cache_write_tokens", "total_tokens", "time_per_chunk_ms",
+    "status_code", "step_count", "unpriced_steps",
 })
 
 
