@@ -5,9 +5,9 @@ git, ``--before-rev``); *after* is ``llmmetrics.fake`` on h11 in this tree. Both
 a 60-token chat answer (a 62-chunk stream when streamed, plus ``[DONE]``).
 
 Method: each server runs in its own process pinned to one core; the load comes from this process, pinned to
-another core: ``--connections`` keep-alive connections of a minimal asyncio HTTP client (pre-built request
-bytes, the answer read by its ``content-length`` or up to the chunked end), far cheaper per request than
-either server, so the server's core is what limits. Rounds interleave the servers (A B, then B A) so both
+another core: ``--connections`` keep-alive connections of an asyncio client on h11 (the project parses HTTP
+nowhere by hand). The client's own cost does not enter the figure that holds: the server's CPU time per
+request is read from the server process alone. Rounds interleave the servers (A B, then B A) so both
 meet the same machine state. Reported per server and workload, as medians over rounds: requests/s served
 (wall), and the server process's CPU time per request (every thread's run time from ``/proc/<pid>/task/*/schedstat``
 over the measured window); ``1e6 / cpu_us`` is what one whole core would serve. Linux only (``/proc``, ``sched_setaffinity``).
@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import h11
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,26 +85,29 @@ class ServerProcess:
         stop_process(self.proc)
 
 
-def request_bytes(stream: bool) -> bytes:
-    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": stream}).encode()
-    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            b"authorization: Bearer sk-bench\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+def request_body(stream: bool) -> bytes:
+    return json.dumps({"model": MODEL, "messages": MESSAGES, "stream": stream}).encode()
 
 
-async def _connection(port: int, request: bytes, stop_at: float, limit: int, done: list[int]) -> None:
+async def _connection(port: int, body: bytes, stop_at: float, limit: int, done: list[int]) -> None:
+    """One keep-alive connection sending the request again as soon as the answer is complete (h11 client)."""
+    headers = [("host", "127.0.0.1"), ("content-type", "application/json"), ("authorization", "Bearer sk-bench"),
+               ("content-length", str(len(body)))]
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    conn = h11.Connection(h11.CLIENT)
     try:
         while time.monotonic() < stop_at and done[0] < limit:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected answer {head[:80]!r}")
-            lower = head.lower()
-            at = lower.find(b"content-length:")
-            if at >= 0:
-                await reader.readexactly(int(lower[at + 15:lower.index(b"\r\n", at)]))
-            else:
-                await reader.readuntil(b"\r\n0\r\n\r\n")
+            writer.write(conn.send(h11.Request(method="POST", target="/v1/chat/completions", headers=headers))
+                         + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(1 << 16))
+                elif isinstance(event, h11.Response) and event.status_code != 200:
+                    raise RuntimeError(f"unexpected answer {event.status_code}")
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            conn.start_next_cycle()
             done[0] += 1
     finally:
         writer.close()
@@ -118,7 +123,7 @@ async def _load(port: int, request: bytes, seconds: float, connections: int, lim
 
 
 def measure(server: ServerProcess, workload: str, args: argparse.Namespace) -> dict[str, float]:
-    request = request_bytes(workload == "chat_stream")
+    request = request_body(workload == "chat_stream")
     asyncio.run(_load(server.port, request, args.warmup, args.connections))
     cpu0, wall0 = server.cpu_seconds(), time.monotonic()
     served = asyncio.run(_load(server.port, request, args.seconds, args.connections, args.calls))
