@@ -1,5 +1,6 @@
 # The llmmetrics demo app: `llmmetrics demo` serving /metrics and calling its embedded fake LLM endpoint
-# (or the real API when OPENAI_API_KEY is set), exporting trace records to Loki.
+# for both SDKs (the anthropic extra), or the real OpenAI API when OPENAI_API_KEY is set, exporting trace
+# records to Loki.
 FROM python:3.12.8-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY llmmetrics ./llmmetrics
-RUN pip install . \
+RUN pip install '.[anthropic,report]' \
     && useradd --system --uid 10001 --home-dir /app llmmetrics \
     && mkdir -p /app/data \
     && chown llmmetrics /app/data

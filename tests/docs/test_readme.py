@@ -44,7 +44,7 @@ def test_the_two_commands_are_the_ones_ci_and_the_tests_run() -> None:
     """The demo command installs the package and runs a demo the command line accepts; the test command is
     exactly what .ci/run calls."""
     demo, tests = fenced_blocks(section("Try it"), "sh")
-    assert demo == "python3 -m venv .venv && .venv/bin/pip install -q '.[report]' && .venv/bin/llmmetrics demo --duration 60"
+    assert demo == "python3 -m venv .venv && .venv/bin/pip install -q '.[anthropic,report]' && .venv/bin/llmmetrics demo --duration 60"
     args = build_parser().parse_args(demo.split(".venv/bin/llmmetrics ", 1)[1].split())
     assert args.command == "demo" and args.duration == 60
     assert tests == "bash scripts/test.sh"

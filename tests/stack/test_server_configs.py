@@ -167,9 +167,11 @@ def test_prometheus_keeps_exemplars_for_30_days() -> None:
 
 
 def test_app_runs_the_demo_against_loki() -> None:
-    """The app service is built from the Dockerfile and runs `llmmetrics demo` pushing to the Loki service."""
+    """The app service is built from the Dockerfile, with the extras that make the demo call both SDKs and write
+    its report, and runs `llmmetrics demo` pushing to the Loki service."""
     app = SERVICES["app"]
     assert app["build"]["dockerfile"] == "Dockerfile"
+    assert re.search(r"^RUN pip install '\.\[anthropic,report\]'", (REPO / "Dockerfile").read_text(), re.M)
     assert app["command"] == ["llmmetrics", "demo", "--host", "0.0.0.0", "--port", "8000",
                               "--loki-url", "http://loki:3100"]
     scrape = _yaml("prometheus/prometheus.yml")["scrape_configs"][0]
