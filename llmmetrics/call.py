@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .providers import Adapter, Target
     from .runtime import Runtime
 
-__all__ = ["Call", "count_internal_error", "error_of", "NO_TOKENS"]
+__all__ = ["Call", "PENDING", "count_internal_error", "error_of", "NO_TOKENS"]
 
 log = logging.getLogger("llmmetrics")
 
@@ -49,6 +49,18 @@ def error_of(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc)[:2000], "status_code": getattr(exc, "status_code", None)}
 
 
+class _Pending:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: ``Call.first_token`` while the item that carries the first token is on its way to the user: the stream
+#: wrapper stamps the time when it gets there (:mod:`llmmetrics.streams`).
+PENDING: Any = _Pending()
+
+
 def count_internal_error(rt: Runtime, stage: str, what: str) -> None:
     """A failure in llmmetrics' own code: counted and logged at debug, never raised into the user's call."""
     try:
@@ -63,9 +75,9 @@ class Call:
 
     __slots__ = ("rt", "sdk", "target", "operation", "provider", "model", "model_label", "series", "kwargs",
                  "content", "stream", "ts_ns", "t0", "ctx", "run", "otel_span", "_ids", "first_token", "chunks",
-                 "chunk_count", "usage", "response_model", "finish_reason", "tool_calls", "provider_request_id",
-                 "finished", "output", "stream_error", "response", "http_response", "latency", "ttft", "per_chunk",
-                 "error", "tokens", "cost", "completed")
+                 "chunk_count", "kept", "usage", "response_model", "finish_reason", "tool_calls",
+                 "provider_request_id", "finished", "output", "stream_error", "response", "http_response", "latency",
+                 "ttft", "per_chunk", "error", "tokens", "cost", "completed")
 
     def __init__(self, rt: Runtime, sdk: Adapter, target: Target, resource: Any, kwargs: dict[str, Any]) -> None:
         self.rt = rt
@@ -94,9 +106,11 @@ class Call:
         # an application that never imported OpenTelemetry has no span: one dictionary lookup, no call
         self.otel_span = current_span() if OTEL_TRACE in _modules else None
         self._ids: tuple[str, str, str, str | None] | None = None
+        # A stream's state, kept as cheaply as it comes (the exporter derives the rest when the call completes):
         self.first_token: float | None = None
-        self.chunks: list[str] | None = None
+        self.chunks: list[str] | None = None  # text pieces
         self.chunk_count = 0  # stream items carrying output, counted by the adapter
+        self.kept: list[Any] | None = None  # items the adapter reads whole on the exporter thread
         self.usage: Any = None
         self.response_model: str | None = None
         self.finish_reason: str | None = None
@@ -134,8 +148,9 @@ class Call:
         self.finished = True
         try:
             self.latency = t1 - self.t0
-            if self.first_token is not None:
-                self.ttft = self.first_token - self.t0
+            first = self.first_token
+            if first is not None and first is not PENDING:  # pending: the first token never reached the user
+                self.ttft = first - self.t0
             if exc is not None:
                 self.error = error_of(exc)
                 if self.provider_request_id is None:
@@ -167,12 +182,12 @@ class Call:
         if self.completed:
             return
         self.completed = True
-        if self.response is not None or self.http_response is not None:
+        if self.response is not None or self.http_response is not None or self.kept is not None:
             try:
                 self.sdk.read_response(self)
             except Exception:
                 count_internal_error(self.rt, "record", "reading the response content")
-            self.response = self.http_response = None
+            self.response = self.http_response = self.kept = None
         latency, ttft, chunks = self.latency, self.ttft, self.chunk_count
         # the mean gap between chunks after the first (set here, off the call path, like everything below)
         self.per_chunk = (latency - ttft) / (chunks - 1) if ttft is not None and chunks > 1 else None

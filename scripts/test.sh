@@ -3,7 +3,8 @@
 # to pytest. The steps, in order (each a function below):
 #   system_packages    Node.js/npm (Grafana's LogQL grammar), the distribution's prometheus and
 #                      prometheus-alertmanager (the Prometheus 2.x runs), tinyproxy and openssl (the Loki proxy and
-#                      TLS tests), with apt where missing (sudo when not root)
+#                      TLS tests), chromium (the report's browser test), valgrind (the instruction-count
+#                      benchmark's smoke test), with apt where missing (sudo when not root)
 #   servers            the pinned Loki, Prometheus 3.5 LTS + promtool, Alertmanager + amtool
 #                      (scripts/servers.env, scripts/lib/servers.sh), and the Prometheus 2.x line; prints which
 #                      binary each test server is and where it came from, and stops naming anything missing
@@ -29,6 +30,7 @@ system_packages() {
     command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy-bin)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the report's browser test (tests/report/)
+    command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)  # benchmarks/instructions.py's smoke test
     ((${#missing[@]})) || return 0
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo

@@ -5,6 +5,14 @@ Traced: ``chat.completions.create``, ``responses.create`` and ``embeddings.creat
 For chat streams the API is asked for usage (``stream_options.include_usage``) when the user did not ask,
 and the extra usage-only chunk is withheld, so user code sees exactly the chunks it would have seen.
 The interface this module implements is described in :mod:`llmmetrics.providers`.
+
+Streams are read where openai builds their items (``openai_compat.read_parsed``): from the JSON the SDK has
+just parsed, with plain dict lookups, before each item's pydantic model exists. Per chat chunk that is its
+text piece (a chunk without text is kept whole, as parsed); the usage-only chunk llmmetrics asked for is
+left out before openai builds it, which it never needs to; everything else (finish reason, model, tool
+calls, usage) is read from what was kept on the exporter thread. Per Responses event it is the event type
+(the final response is kept, as parsed). Where an openai release builds items some other way, the same is
+read from the models as they pass (``_observe_*``) and the records are the same, only slower to make.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ..streams import wrap_async_stream, wrap_sync_stream, wrappable
+from ..call import PENDING, count_internal_error
+from ..streams import WITHHELD, wrap_async_stream, wrap_sync_stream, wrappable
 from . import Target
 from .hosts import provider_for_url
-from .openai_compat import (RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, client_of, detail, is_raw_request,
-                            is_raw_response, request_id_of)
+from .openai_compat import (PARSED_HOOK, RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, BuildItem, client_of, field,
+                            is_raw_request, is_raw_response, read_parsed, request_id_of)
 
 if TYPE_CHECKING:
     from ..call import Call
@@ -64,15 +73,24 @@ def prepare_stream(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any], 
     """Ask a chat stream for usage if the user did not: the kwargs to send, and (then) what recognises the
     usage-only chunk the user must not see.
 
-    A raw stream's bytes are the user's to read, so its request is never altered.
+    The request is asked through ``extra_body``, merged into the JSON as it is, rather than through the
+    ``stream_options`` argument, which openai would first run through its request transform (a few µs before
+    the first token). A user's own ``stream_options`` is merged into instead. A raw stream's bytes are the
+    user's to read, so its request is never altered.
     """
     if call.operation != "chat" or not _WRAPPABLE:
         return kwargs, None
     options = kwargs.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options or is_raw_request(kwargs):
         return kwargs, None
-    merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
-    return {**kwargs, "stream_options": merged}, _is_usage_chunk
+    if isinstance(options, dict):
+        return {**kwargs, "stream_options": {**options, "include_usage": True}}, _is_usage_chunk
+    extra = kwargs.get("extra_body")
+    if extra is None:
+        return {**kwargs, "extra_body": {"stream_options": {"include_usage": True}}}, _is_usage_chunk
+    if isinstance(extra, dict) and "stream_options" not in extra:
+        return {**kwargs, "extra_body": {**extra, "stream_options": {"include_usage": True}}}, _is_usage_chunk
+    return kwargs, None  # the user's own body decides
 
 
 def _is_usage_chunk(chunk: Any) -> bool:
@@ -96,44 +114,96 @@ def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_as
         return False
     call.http_response = getattr(parsed, "response", None)  # its request id is read by the exporter
     wrap = wrap_async_stream if is_async else wrap_sync_stream
+    hide_usage = added is not None
     if call.operation == "chat":
         call.chunks = []
-        return wrap(parsed, call, _observe_chat, _only_withhold, added is not None)
-    return wrap(parsed, call, _observe_response_event, _withhold_nothing, None)
+        call.kept = []
+        if not PARSED_HOOK:
+            return wrap(parsed, call, _observe_chat, _only_withhold, hide_usage)
+        if not wrap(parsed, call, None, None, None):
+            return False
+        read_parsed(parsed, _chat_reader, call, hide_usage)  # after the wrapper, which drops what it withholds
+        return True
+    if not PARSED_HOOK:
+        return wrap(parsed, call, _observe_response_event, _withhold_nothing, None)
+    if not wrap(parsed, call, None, None, None):
+        return False
+    read_parsed(parsed, _responses_reader, call, None)
+    return True
+
+
+# Chat chunks. Per chunk only its text piece is taken (every attribute of an openai model costs a slow
+# lookup, a dict lookup much less; nothing is built): every other chunk — the role chunk, tool call deltas,
+# the one with the finish reason, usage — is kept whole, for the exporter to read (``_read_chat_stream``).
+# A plain text chunk touches nothing but its own JSON and the list of pieces: the SDK's work between two
+# chunks evicts anything else from the caches, and each object touched per chunk would cost a miss.
+# Both readers keep the same.
+
+def _chat_reader(build: BuildItem, call: Call, hide_usage: bool) -> BuildItem:
+    """What builds each chunk of one chat stream: reads its parsed JSON, then has openai build it."""
+    pieces, kept = call.chunks, call.kept
+    unread = False
+
+    def read_chunk(*, data: Any, cast_to: Any, response: Any) -> Any:
+        nonlocal unread
+        try:
+            choices = data["choices"]
+            if choices:
+                if hide_usage and "usage" in data and data["usage"] is None:
+                    del data["usage"]  # what asking for usage adds to every chunk: the user's chunk is as without it
+                choice = choices[0]
+                delta = choice["delta"]
+                text = delta.get("content") if delta else None
+                if text:
+                    if not pieces and call.first_token is None:
+                        call.first_token = PENDING  # stamped when this chunk reaches the user
+                    pieces.append(text)  # type: ignore[union-attr]
+                    if choice.get("finish_reason") is None:
+                        return build(data=data, cast_to=cast_to, response=response)
+                elif call.first_token is None:
+                    call.first_token = PENDING
+                kept.append(data)  # type: ignore[union-attr]
+            elif data.get("usage") is not None:  # the usage-only chunk
+                kept.append(data)  # type: ignore[union-attr]
+                if hide_usage:
+                    return WITHHELD  # never built: the wrapper drops it
+        except Exception:  # not shaped like a chat chunk (or a bug here): passed on unread, counted once
+            if not unread:
+                unread = True
+                count_internal_error(call.rt, "stream", "reading a stream item")
+            if hide_usage and _is_usage_data(data):  # still never shown to the user
+                return WITHHELD
+        return build(data=data, cast_to=cast_to, response=response)
+
+    return read_chunk
+
+
+def _is_usage_data(data: Any) -> bool:
+    """The parsed JSON of a usage-only chunk (no choices, a usage); False for anything else, never raises."""
+    try:
+        return type(data) is dict and not data.get("choices") and data.get("usage") is not None
+    except Exception:
+        return False
 
 
 def _observe_chat(call: Call, chunk: Any, hide_usage: bool) -> bool:
-    """Note what a chat chunk tells: first token, text, tool calls, finish reason, usage; True if the chunk
-    is the usage llmmetrics asked for, which the user must not see.
-
-    Runs once per chunk, and every attribute of an openai model costs a slow lookup (pydantic's
-    ``__getattr__`` hook keeps Python from specialising it): a text delta is not also searched for tool
-    calls, and usage is looked for on the chunks that can carry it (the last choice, or no choice).
-    """
+    """``_chat_reader`` for an openai that builds its chunks some other way: the same, read from the models;
+    True for the usage chunk llmmetrics asked for, which the user must not see."""
     choices = chunk.choices
     if choices:
         if call.first_token is None:
             call.first_token = time.perf_counter()
-            call.response_model = chunk.model
         choice = choices[0]
         delta = choice.delta
-        if delta is not None:
-            text = delta.content
-            if text:
-                call.chunks.append(text)  # type: ignore[union-attr]
-            elif delta.tool_calls:
-                _merge_tool_calls(call, delta.tool_calls)
-        reason = choice.finish_reason
-        if reason is not None:
-            call.finish_reason = reason
-            usage = chunk.usage
-            if usage is not None:
-                call.usage = usage
+        text = delta.content if delta else None
+        if text:
+            call.chunks.append(text)  # type: ignore[union-attr]
+            if choice.finish_reason is None:
+                return False
+        call.kept.append(chunk)  # type: ignore[union-attr]
         return False
-    usage = chunk.usage
-    if usage is not None:
-        call.usage = usage
-        call.response_model = call.response_model or chunk.model
+    if chunk.usage is not None:
+        call.kept.append(chunk)  # type: ignore[union-attr]
         return hide_usage
     return False
 
@@ -143,37 +213,47 @@ def _only_withhold(call: Call, chunk: Any, hide_usage: bool) -> bool:
     return hide_usage and _is_usage_chunk(chunk)
 
 
-def _merge_tool_calls(call: Call, deltas: Any) -> None:
-    calls = call.tool_calls if call.tool_calls is not None else []
-    call.tool_calls = calls
-    for delta in deltas:
-        while len(calls) <= delta.index:
-            calls.append({"id": None, "name": None, "arguments": ""})
-        entry = calls[delta.index]
-        if delta.id:
-            entry["id"] = delta.id
-        function = delta.function
-        if function is not None:
-            if function.name:
-                entry["name"] = function.name
-            if function.arguments:
-                entry["arguments"] += function.arguments
+# Responses events: per event only its type; the final response is kept for the exporter.
+
+def _responses_reader(build: BuildItem, call: Call, note: Any) -> BuildItem:
+    """What builds each event of one Responses stream: reads its type from the parsed JSON first."""
+    unread = False
+
+    def read_event(*, data: Any, cast_to: Any, response: Any) -> Any:
+        nonlocal unread
+        try:
+            kind = data["type"]
+            if kind == "response.output_text.delta":
+                call.chunk_count += 1
+                if call.first_token is None:
+                    call.first_token = PENDING
+            elif kind in _RESPONSE_ENDS:
+                _response_ended(call, kind, data.get("response"))
+        except Exception:  # not shaped like a Responses event (or a bug here): passed on unread, counted once
+            if not unread:
+                unread = True
+                count_internal_error(call.rt, "stream", "reading a stream item")
+        return build(data=data, cast_to=cast_to, response=response)
+
+    return read_event
 
 
 def _observe_response_event(call: Call, event: Any, note: Any) -> bool:
-    """Note what a Responses API event tells: the first text delta, and the final response (read by the
-    exporter); never withheld."""
+    """``_responses_reader`` for an openai that builds its events some other way; never withheld."""
     kind = event.type
     if kind == "response.output_text.delta":
         call.chunk_count += 1
         if call.first_token is None:
             call.first_token = time.perf_counter()
     elif kind in _RESPONSE_ENDS:
-        response = call.response = event.response
-        if kind == "response.failed":
-            error = getattr(response, "error", None)
-            call.stream_error = ResponseFailed(getattr(error, "message", None) or "response failed")
+        _response_ended(call, kind, event.response)
     return False
+
+
+def _response_ended(call: Call, kind: str, response: Any) -> None:
+    call.response = response  # read by the exporter
+    if kind == "response.failed":
+        call.stream_error = ResponseFailed(field(field(response, "error"), "message") or "response failed")
 
 
 def _withhold_nothing(call: Call, event: Any, note: Any) -> bool:
@@ -187,13 +267,14 @@ class ResponseFailed(Exception):
 # -- exporter thread ----------------------------------------------------------------------------------------------
 
 def read_response(call: Call) -> None:
-    """The request id of a stream (from its HTTP headers) and a chat stream's chunk count; model, usage, output,
-    finish reason, tool calls and request id of a response."""
-    if call.chunks:  # a chat stream's chunks that carried text, counted here rather than once per chunk
-        call.chunk_count = len(call.chunks)
+    """The request id of a stream (from its HTTP headers) and what a stream kept; model, usage, output, finish
+    reason, tool calls and request id of a response."""
     http_response = call.http_response
     if http_response is not None and call.provider_request_id is None:
         call.provider_request_id = http_response.headers.get(REQUEST_ID_HEADER)
+    if call.kept is not None:
+        _read_chat_stream(call)
+        return
     response = call.response
     if response is None:
         return
@@ -216,15 +297,63 @@ def read_response(call: Call) -> None:
                 call.tool_calls = [_chat_tool_call(t) for t in message.tool_calls]
 
 
-def _read_responses_object(call: Call, response: Any) -> None:
-    call.response_model = getattr(response, "model", None) or call.response_model
-    call.usage = getattr(response, "usage", None)
-    call.output = getattr(response, "output_text", None)
-    details = getattr(response, "incomplete_details", None)
-    call.finish_reason = getattr(details, "reason", None) or getattr(response, "status", None)
-    calls = [i for i in getattr(response, "output", None) or () if getattr(i, "type", None) == "function_call"]
+def _read_chat_stream(call: Call) -> None:
+    """Finish reason, model, usage and tool calls of a chat stream, from the chunks it kept whole (parsed JSON
+    or models): the finish reason and usage of the last chunk that has one, the model of the first, the tool
+    call deltas of the chunks without text merged in order (as a user reads a chunk: its text if it has any)."""
+    call.chunk_count = len(call.chunks or ())
+    model = reason = usage = None
+    calls: list[dict[str, Any]] = []
+    for item in call.kept or ():
+        model = model or field(item, "model")
+        usage = field(item, "usage") or usage
+        choices = field(item, "choices")
+        if choices:
+            choice = choices[0]
+            reason = field(choice, "finish_reason") or reason
+            delta = field(choice, "delta")
+            deltas = field(delta, "tool_calls")
+            if deltas and not field(delta, "content"):
+                _merge_tool_calls(calls, deltas)
+    call.response_model, call.finish_reason, call.usage = model, reason, usage
     if calls:
-        call.tool_calls = [{"id": c.call_id, "name": c.name, "arguments": c.arguments} for c in calls]
+        call.tool_calls = calls
+
+
+def _merge_tool_calls(calls: list[dict[str, Any]], deltas: Any) -> None:
+    for delta in deltas:
+        index = field(delta, "index")
+        while len(calls) <= index:
+            calls.append({"id": None, "name": None, "arguments": ""})
+        entry = calls[index]
+        tool_id = field(delta, "id")
+        if tool_id:
+            entry["id"] = tool_id
+        function = field(delta, "function")
+        name, arguments = field(function, "name"), field(function, "arguments")
+        if name:
+            entry["name"] = name
+        if arguments:
+            entry["arguments"] += arguments
+
+
+def _read_responses_object(call: Call, response: Any) -> None:
+    """A Responses API answer, as a model (a plain call) or as the JSON a stream's last event carried."""
+    call.response_model = field(response, "model") or call.response_model
+    call.usage = field(response, "usage")
+    call.output = _output_text(response)
+    call.finish_reason = field(field(response, "incomplete_details"), "reason") or field(response, "status")
+    calls = [i for i in field(response, "output") or () if field(i, "type") == "function_call"]
+    if calls:
+        call.tool_calls = [{"id": field(c, "call_id"), "name": field(c, "name"), "arguments": field(c, "arguments")}
+                           for c in calls]
+
+
+def _output_text(response: Any) -> str:
+    """What ``Response.output_text`` gives, from either shape: the text parts of its messages, joined."""
+    texts = (field(part, "text") for item in field(response, "output") or () if field(item, "type") == "message"
+             for part in field(item, "content") or () if field(part, "type") == "output_text")
+    return "".join(text for text in texts if text is not None)
 
 
 def _chat_tool_call(tool_call: Any) -> dict[str, Any]:
@@ -233,15 +362,16 @@ def _chat_tool_call(tool_call: Any) -> dict[str, Any]:
 
 
 def read_usage(operation: str, usage: Any) -> tuple[int | None, ...]:
-    """(input, output, cached input, reasoning, cache writes, 1-hour cache writes) from either usage shape;
-    absent parts are None. OpenAI bills no cache writes apart, so those are always None."""
+    """(input, output, cached input, reasoning, cache writes, 1-hour cache writes) from either usage shape (a
+    model, or a stream's parsed JSON); absent parts are None. OpenAI bills no cache writes apart, so those are
+    always None."""
     if operation == "responses":
-        return (usage.input_tokens, usage.output_tokens,
-                detail(getattr(usage, "input_tokens_details", None), "cached_tokens"),
-                detail(getattr(usage, "output_tokens_details", None), "reasoning_tokens"), None, None)
-    input_tokens = usage.prompt_tokens
+        return (field(usage, "input_tokens"), field(usage, "output_tokens"),
+                field(field(usage, "input_tokens_details"), "cached_tokens"),
+                field(field(usage, "output_tokens_details"), "reasoning_tokens"), None, None)
+    input_tokens = field(usage, "prompt_tokens")
     if operation == "embeddings":
         return input_tokens, None, None, None, None, None
-    return (input_tokens, usage.completion_tokens,
-            detail(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
-            detail(getattr(usage, "completion_tokens_details", None), "reasoning_tokens"), None, None)
+    return (input_tokens, field(usage, "completion_tokens"),
+            field(field(usage, "prompt_tokens_details"), "cached_tokens"),
+            field(field(usage, "completion_tokens_details"), "reasoning_tokens"), None, None)

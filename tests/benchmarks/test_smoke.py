@@ -56,11 +56,34 @@ def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
     assert isinstance(floor["llmmetrics_added_us"], NUMBER) and isinstance(floor["floor_added_us"], NUMBER)
     for row in data["rows"]:
         assert_timed(row)
-        if row["mode"] != "loopback-sync" and row["workload"] != "chat_floor":
+        if row["mode"] != "loopback-sync" and not row["workload"].endswith(("_floor", "_long")):
             assert isinstance(row["added_cpu_us"], NUMBER)
+    assert {("callpath-stub", w) for w in ("chat_stream_long", "chat_stream_floor", "chat_stream_long_floor",
+                                            "responses_stream_long", "responses_stream_floor")} <= seen
+    assert {("inprocess-sync", "chat_stream_floor"), ("inprocess-sync", "responses_stream_floor")} <= seen
+    for kind in ("chat_stream", "responses_stream"):
+        assert isinstance(data["per_chunk"][kind]["callpath_llmmetrics"], NUMBER)
+        assert isinstance(data["per_chunk"][kind]["callpath_floor"], NUMBER)
+    goals = {g["goal"] for g in data["stream_goals"]}
+    assert len(goals) >= 9 and all(isinstance(g["met"], bool) for g in data["stream_goals"])
     assert_timed(data["ttft"])
+    assert_timed(data["ttft_responses"])
     assert data["settings"]["stream_chunks_seen"] >= 50
     assert data["records_emitted"] > 0, "the instrumented side emitted no trace records"
+
+
+@pytest.mark.timeout(600)
+def test_instructions_counts_both_sides_of_a_stream(tmp_path: Path) -> None:
+    """instructions.py runs the bare and instrumented children under callgrind and reports per-call counts
+    and the per-chunk figure (valgrind is installed by scripts/test.sh)."""
+    data = run("instructions.py", "--calls", "1", "--workloads", "chat", "chat_stream", results=tmp_path)
+    rows = {r["workload"]: r for r in data["rows"]}
+    assert set(rows) == {"chat", "chat_stream"}
+    for row in rows.values():
+        assert row["bare_caller"] > 1_000_000 and row["bare_all"] >= row["bare_caller"] * 0.9
+        assert all(isinstance(row[k], int) for k in ("added_caller", "added_all"))
+    assert rows["chat_stream"]["bare_caller"] > 5 * rows["chat"]["bare_caller"]  # 62 chunks, each built
+    assert isinstance(data["per_item"]["chat_stream"]["added_caller_per_item"], NUMBER)
 
 
 @pytest.mark.timeout(600)

@@ -12,6 +12,7 @@ import pytest
 
 import llmmetrics
 
+from tests.support.faults import Unappendable
 from tests.support.llm import Traced, make_client
 from tests.support.wire import transport_client
 
@@ -111,7 +112,9 @@ def test_async_with_raw_response(traced: Traced, async_client: Any) -> None:
 # -- identity: the same fixed wire answers through a bare and an instrumented client -------------------------
 
 def test_instrumented_client_returns_identical_objects(traced: Traced) -> None:
-    """Same wire answer → equal response, equal chunk sequence, equal exception with and without us."""
+    """Same wire answer → equal response, equal chunk sequence, equal exception with and without us. A stream
+    for which llmmetrics asked usage gives the user the chunks the bare client gets without asking: the
+    ``"usage": null`` the API then adds to every chunk is left out, the usage chunk withheld."""
     bare, ours = transport_client(), llmmetrics.instrument(transport_client())
     for kwargs in ({}, {"temperature": 0.2, "max_tokens": 5}):
         a = bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
@@ -122,7 +125,9 @@ def test_instrumented_client_returns_identical_objects(traced: Traced) -> None:
         sa = bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
         sb = ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
         assert type(sa) is type(sb)
-        assert [c.model_dump() for c in sa] == [c.model_dump() for c in sb]
+        # every field, and which fields were sent (what to_dict() and to_json() give)
+        assert [(c.model_dump(), c.model_dump(exclude_unset=True)) for c in sa] == [
+            (c.model_dump(), c.model_dump(exclude_unset=True)) for c in sb]
     errors = []
     for client in (bare, ours):
         with pytest.raises(openai.InternalServerError) as caught:
@@ -142,7 +147,8 @@ def test_async_instrumented_client_returns_identical_objects(traced: Traced) -> 
         sa = await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
         sb = await ours.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
         assert type(sa) is type(sb)
-        assert [c.model_dump() async for c in sa] == [c.model_dump() async for c in sb]
+        assert [(c.model_dump(), c.model_dump(exclude_unset=True)) async for c in sa] == [
+            (c.model_dump(), c.model_dump(exclude_unset=True)) async for c in sb]
     asyncio.run(run())
     assert [r["input_tokens"] for r in traced.records()] == [5, 5]
 
@@ -170,19 +176,72 @@ def test_failure_inside_instrumentation_never_reaches_the_user(traced: Traced, l
     assert traced.only_record()["status"] == "success"
 
 
-def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, llm_server: Any,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """If reading chunks breaks inside llmmetrics, every chunk still reaches the user and the call is recorded."""
+@pytest.mark.parametrize("parsed", [True, False], ids=["from-parsed-json", "from-models"])
+def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, monkeypatch: pytest.MonkeyPatch,
+                                                               parsed: bool) -> None:
+    """If reading chunks breaks inside llmmetrics, every chunk still reaches the user and the call is recorded,
+    whichever way the chunks are read (their parsed JSON, or their models)."""
     import llmmetrics.providers.openai as adapter
-    def broken(call: Any, chunk: Any, hide_usage: bool) -> bool:
-        raise RuntimeError("bug in llmmetrics")
-    monkeypatch.setattr(adapter, "_observe_chat", broken)
-    client = llmmetrics.instrument(make_client(llm_server))
+    if parsed:
+        assert adapter.PARSED_HOOK
+        original = adapter._chat_reader
+
+        def breaking_reader(build: Any, call: Any, hide_usage: bool) -> Any:
+            call.chunks = Unappendable()
+            return original(build, call, hide_usage)
+        monkeypatch.setattr(adapter, "_chat_reader", breaking_reader)
+    else:
+        def broken(call: Any, chunk: Any, hide_usage: bool) -> bool:
+            raise RuntimeError("bug in llmmetrics")
+        monkeypatch.setattr(adapter, "PARSED_HOOK", False)
+        monkeypatch.setattr(adapter, "_observe_chat", broken)
+    client = llmmetrics.instrument(transport_client())
     ours = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
-    assert all(c.choices for c in ours)  # the usage chunk llmmetrics asked for is still withheld
-    assert ours[-1].choices[0].finish_reason == "stop" and len(ours) >= 3
+    bare = list(transport_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    # the usage chunk llmmetrics asked for is still withheld
+    assert [c.model_dump() for c in ours] == [c.model_dump() for c in bare]
+    assert all(c.choices for c in ours) and ours[-1].choices[0].finish_reason == "stop" and len(ours) >= 3
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
     assert traced.only_record()["status"] == "success"
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_the_usage_chunk_llmmetrics_asks_for_is_never_built(traced: Traced, llm_server: Any,
+                                                            monkeypatch: pytest.MonkeyPatch, is_async: bool) -> None:
+    """openai builds a model for each chunk the user sees and none for the usage chunk llmmetrics withholds:
+    its usage is read from the parsed JSON. A user who asks for usage gets that chunk built, as without us."""
+    import llmmetrics.providers.openai as adapter
+
+    assert adapter.PARSED_HOOK
+    client = llmmetrics.instrument(make_client(llm_server, is_async=is_async))
+    built: list[Any] = []
+    original = type(client)._process_response_data
+
+    def counting(self: Any, *, data: Any, cast_to: Any, response: Any) -> Any:
+        item = original(self, data=data, cast_to=cast_to, response=response)
+        built.append(item)
+        return item
+    monkeypatch.setattr(type(client), "_process_response_data", counting)
+
+    async def consume(stream: Any) -> list[Any]:
+        return [c async for c in await stream]
+
+    def streams(*requests: dict[str, Any]) -> list[list[Any]]:
+        """Each request's chunks as the user sees them, and what openai built meanwhile."""
+        made = [{"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, **extra} for extra in requests]
+        if not is_async:
+            return [list(client.chat.completions.create(**kwargs)) for kwargs in made]
+
+        async def run() -> list[list[Any]]:
+            return [await consume(client.chat.completions.create(**kwargs)) for kwargs in made]
+        return asyncio.run(run())
+
+    seen, asked = streams({}, {"stream_options": {"include_usage": True}})
+    assert built == seen + asked and all(c.choices for c in seen)  # one model per chunk the user sees
+    assert asked[-1].choices == [] and asked[-1].usage is not None
+    records = traced.records()
+    assert records[0]["input_tokens"] > 0 and records[0]["output_tokens"] > 0 and records[0]["output"]
+    assert records[1]["output_tokens"] == asked[-1].usage.completion_tokens
 
 
 TOOLS = [{"type": "function", "function": {"name": "lookup_order", "description": "Find an order by number.",

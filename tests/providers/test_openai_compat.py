@@ -77,6 +77,47 @@ def test_streams_read_their_items_from_the_iterator_llmmetrics_wraps(llm_server:
     assert asyncio.run(run()) == ["c"]
 
 
+def test_streams_build_each_item_through_their_clients_item_builder(llm_server: Any) -> None:
+    """Stream and AsyncStream look up ``_client._process_response_data`` once and call it with the parsed JSON of
+    each event (``data=``, ``cast_to=``, ``response=``): what llmmetrics reads a stream's chunks from."""
+    assert openai_compat.PARSED_HOOK
+    seen: list[Any] = []
+
+    def spying(original: Any, call: Any, note: Any) -> Any:
+        def build(*, data: Any, cast_to: Any, response: Any) -> Any:
+            seen.append(data)
+            return original(data=data, cast_to=cast_to, response=response)
+        return build
+
+    stream = make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                                              stream_options={"include_usage": True})
+    openai_compat.read_parsed(stream, spying, None, None)
+    chunks = list(stream)
+    assert seen and all(type(d) is dict for d in seen)
+    assert [d["choices"] for d in seen] == [c.model_dump(exclude_unset=True)["choices"] for c in chunks]
+    assert seen[-1]["usage"]["completion_tokens"] == chunks[-1].usage.completion_tokens
+
+
+def test_a_stream_class_that_builds_its_items_otherwise_is_not_hooked() -> None:
+    """If a release stopped building items through its client's ``_process_response_data``, or called it
+    differently, PARSED_HOOK would be False for it (and llmmetrics would read the models instead)."""
+    class Elsewhere(openai.Stream):  # type: ignore[type-arg]
+        def __stream__(self) -> Any:
+            for sse in self._iter_events():
+                yield sse.json()
+
+    class OtherArguments(openai.Stream):  # type: ignore[type-arg]
+        def __stream__(self) -> Any:
+            build = self._client._process_response_data
+            for sse in self._iter_events():
+                yield build(sse.json(), self._cast_to, self.response)
+
+    assert openai_compat._builds_items_through_client(openai.Stream)
+    assert openai_compat._builds_items_through_client(openai.AsyncStream)
+    assert not openai_compat._builds_items_through_client(Elsewhere)
+    assert not openai_compat._builds_items_through_client(OtherArguments)
+
+
 def test_resources_know_their_client_and_cache_their_wrappers(llm_server: Any) -> None:
     """A resource's ``_client`` is its client; with_raw_response/with_streaming_response are instance caches."""
     client = make_client(llm_server)
@@ -124,8 +165,8 @@ def test_usage_details_are_read_from_models_and_from_plain_dicts() -> None:
     assert adapter.read_usage("chat", chat) == (9, 5, 4, 2, None, None)
     bare = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14})
     assert adapter.read_usage("chat", bare) == (9, 5, None, None, None, None)
-    assert openai_compat.detail({"cached_tokens": 3}, "cached_tokens") == 3
-    assert openai_compat.detail(None, "cached_tokens") is None
+    assert openai_compat.field({"cached_tokens": 3}, "cached_tokens") == 3
+    assert openai_compat.field(None, "cached_tokens") is None
 
 
 # -- the fallbacks -------------------------------------------------------------------------------------------------
@@ -189,6 +230,45 @@ def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkey
     record = traced.only_record()
     assert record["status"] == "success" and record["provider_request_id"] == FIXED_REQUEST_ID
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
+
+
+_VOLATILE = {"call_id", "trace_id", "span_id", "timestamp", "ts_ns", "latency_ms", "ttft_ms", "time_per_chunk_ms"}
+
+
+def _stream_runs(client: Any) -> list[Any]:
+    """What a user sees of each kind of stream: chat (plain, usage asked for, tool calls) and Responses."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    seen = [[c.model_dump(exclude_unset=True) for c in client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)]
+        for extra in ({}, {"stream_options": {"include_usage": True}}, {"tools": tools})]
+    seen.append([e.type for e in client.responses.create(model="gpt-4.1-mini", input="hi", stream=True)])
+    return seen
+
+
+def test_streams_read_from_the_models_give_the_same_records(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where items are not built through the client (PARSED_HOOK False), llmmetrics reads each item's model as
+    it passes: the user sees the same items and the records are the same as from the parsed JSON."""
+    client = llmmetrics.instrument(transport_client())
+    from_json = _stream_runs(client)
+    monkeypatch.setattr(adapter, "PARSED_HOOK", False)
+    from_models = _stream_runs(client)
+    records = traced.records()
+    assert len(records) == 8 and all(r["status"] == "success" for r in records)
+
+    def stable(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k not in _VOLATILE}
+    assert [stable(r) for r in records[:4]] == [stable(r) for r in records[4:]]
+    assert records[0]["output"] == "abc" and records[0]["output_tokens"] == 3
+    assert records[2]["tool_calls"] == [{"id": "call_1", "name": "lookup", "arguments": '{"order": "1234"}'}]
+    assert records[2]["finish_reason"] == "tool_calls" and records[3]["output"] == "Hi there"
+    assert all(r["ttft_ms"] is not None for r in records)
+    # the chunks the user sees: the same, except that read from models, the "usage": null the API adds to every
+    # chunk when llmmetrics asks for usage stays set (runs 0 and 2; in run 1 the user asked)
+    def without_null_usage(run: list[Any]) -> list[Any]:
+        return [{k: v for k, v in c.items() if k != "usage" or v is not None} for c in run]
+    assert from_json[1] == from_models[1] and from_json[3] == from_models[3]
+    assert [from_json[0], from_json[2]] == [without_null_usage(from_models[0]), without_null_usage(from_models[2])]
+    assert from_json[0] != from_models[0]
 
 
 # -- the supported range -------------------------------------------------------------------------------------------

@@ -23,6 +23,13 @@ def bug(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("bug in llmmetrics")
 
 
+class Unappendable(list):  # type: ignore[type-arg]
+    """A list whose ``append`` is a bug in llmmetrics: what a stream reader keeps its findings in, broken."""
+
+    def append(self, item: Any) -> None:
+        bug()
+
+
 class Fault(NamedTuple):
     stage: str  # the instrumentation_errors stage it is counted under
     inject: Callable[[pytest.MonkeyPatch, Traced], None]

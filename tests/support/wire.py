@@ -4,7 +4,8 @@ Comparing what a bare and an instrumented client give needs byte-identical answe
 does not give twice (its ids and timestamps are fresh per answer). So these tests swap only the transport
 (``MockTransport`` of the HTTP library the installed openai is built on: ``httpx2`` for 3.x, ``httpx``
 before) for a handler answering fixed bodies shaped like OpenAI's; everything above it is the real client.
-Chat streams answer with the usage chunk exactly when the request asks for it, as the API does.
+Chat streams answer with the usage chunk (and a null ``usage`` on every other chunk) exactly when the request
+asks for it, as the API does.
 """
 
 from __future__ import annotations
@@ -56,11 +57,27 @@ def _sse(events: list[dict[str, Any]], named: bool = False) -> bytes:
 
 
 def _chat_stream(include_usage: bool) -> bytes:
-    events = [{**_CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    events += [{**_CHUNK, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "a b c".split()]
-    events.append({**_CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    """As the API streams: asked for usage, every chunk carries ``"usage": null`` and one more carries it."""
+    chunk = {**_CHUNK, "usage": None} if include_usage else _CHUNK
+    events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    events += [{**chunk, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "a b c".split()]
+    events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if include_usage:
         events.append({**_CHUNK, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+    return _sse(events)
+
+
+def _chat_tool_stream(include_usage: bool) -> bytes:
+    """A streamed tool call: its id and name first, then the arguments in pieces."""
+    chunk = {**_CHUNK, "usage": None} if include_usage else _CHUNK
+    start = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+    events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [start]},
+                                     "finish_reason": None}]}]
+    events += [{**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]},
+                                      "finish_reason": None}]} for p in ('{"order"', ': "1234"}')]
+    events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    if include_usage:
+        events.append({**_CHUNK, "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}})
     return _sse(events)
 
 
@@ -88,7 +105,8 @@ def _answer(http: Any, request: Any) -> Any:
         return http.Response(200, json=_RESPONSE, headers=headers)
     if body.get("stream"):
         include = bool((body.get("stream_options") or {}).get("include_usage"))
-        return http.Response(200, content=_chat_stream(include), headers=stream)
+        answer = _chat_tool_stream if body.get("tools") else _chat_stream
+        return http.Response(200, content=answer(include), headers=stream)
     return http.Response(200, json=_CHAT, headers=headers)
 
 
