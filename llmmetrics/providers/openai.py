@@ -6,7 +6,7 @@ For chat streams the API is asked for usage (``stream_options.include_usage``) w
 and the extra usage-only chunk is withheld, so user code sees exactly the chunks it would have seen.
 The interface this module implements is described in :mod:`llmmetrics.providers`.
 
-Streams are read where openai builds their items (``openai_compat.read_parsed``): from the JSON the SDK has
+Streams are read where openai builds their items (``openai_compat.reading_client``): from the JSON the SDK has
 just parsed, with plain dict lookups, before each item's pydantic model exists. Per chat chunk that is its
 text piece (a chunk without text is kept whole, as parsed); the usage-only chunk llmmetrics asked for is
 left out before openai builds it, which it never needs to; everything else (finish reason, model, tool
@@ -28,7 +28,7 @@ from ..streams import WITHHELD, wrap_async_stream, wrap_sync_stream, wrappable
 from . import Target
 from .hosts import provider_for_url
 from .openai_compat import (PARSED_HOOK, RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, BuildItem, client_of, field,
-                            is_raw_request, is_raw_response, read_parsed, request_id_of)
+                            is_raw_request, is_raw_response, reading_client, request_id_of)
 
 if TYPE_CHECKING:
     from ..call import Call
@@ -118,17 +118,15 @@ def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_as
     if call.operation == "chat":
         call.chunks = []
         call.kept = []
-        if not PARSED_HOOK:
-            return wrap(parsed, call, _observe_chat, _only_withhold, hide_usage)
-        if not wrap(parsed, call, None, None, None):
-            return False
-        read_parsed(parsed, _chat_reader, call, hide_usage)  # after the wrapper, which drops what it withholds
-        return True
-    if not PARSED_HOOK:
-        return wrap(parsed, call, _observe_response_event, _withhold_nothing, None)
+        reader, observe, after_failure = _chat_reader, _observe_chat, _only_withhold
+    else:
+        reader, observe, after_failure, hide_usage = _responses_reader, _observe_response_event, _withhold_nothing, None
+    client = reading_client(parsed, reader, call, hide_usage) if PARSED_HOOK else None
+    if client is None:  # items built some other way: read from their models as they pass
+        return wrap(parsed, call, observe, after_failure, hide_usage)
     if not wrap(parsed, call, None, None, None):
         return False
-    read_parsed(parsed, _responses_reader, call, None)
+    parsed._client = client  # once the wrapper (which drops what the reader withholds) is in place
     return True
 
 

@@ -14,7 +14,7 @@ Read from the releases themselves (1.66.0, 1.109.1, 2.54.0, 3.57.0; tests/provid
   events after ``[DONE]``, 2.x on close the response in a ``finally``, 3.x also maps transport errors and
   drains async HTTP/1.1 bodies): when iteration starts, ``__stream__`` looks up
   ``self._client._process_response_data`` (private) once, and for each event parses the JSON itself and
-  calls it with ``data=``, ``cast_to=``, ``response=`` to build the pydantic item. :func:`read_parsed` gives
+  calls it with ``data=``, ``cast_to=``, ``response=`` to build the pydantic item. :func:`reading_client` gives
   one stream its own: llmmetrics reads each chunk from the parsed JSON, before its model exists, and can
   leave out a chunk the user must not see without building it. :data:`PARSED_HOOK` checks both classes'
   code for that lookup and call; if it changed, llmmetrics reads the models instead (slower, same result).
@@ -38,7 +38,7 @@ from typing import Any
 import openai
 
 __all__ = ["PARSED_HOOK", "RAW_RESPONSE_TYPES", "REQUEST_ID_HEADER", "UNSET", "client_of", "field",
-           "is_raw_request", "is_raw_response", "read_parsed", "request_id_of"]
+           "is_raw_request", "is_raw_response", "reading_client", "request_id_of"]
 
 REQUEST_ID_HEADER = "x-request-id"
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
@@ -60,7 +60,7 @@ _BUILD_ARGS = ("data", "cast_to", "response")
 
 
 def _builds_items_through_client(stream_class: type) -> bool:
-    """True if ``stream_class`` builds its items as :func:`read_parsed` expects (read from its code): it keeps
+    """True if ``stream_class`` builds its items as :func:`reading_client` expects (read from its code): it keeps
     ``_client``, and ``__stream__`` looks up ``_client._process_response_data`` and calls it with exactly
     the keyword arguments ``data``, ``cast_to``, ``response``."""
     init = getattr(getattr(stream_class, "__init__", None), "__code__", None)
@@ -72,7 +72,7 @@ def _builds_items_through_client(stream_class: type) -> bool:
             and all(c == _BUILD_ARGS for c in calls))
 
 
-#: True if this openai's streams can be given their own item builder (:func:`read_parsed`).
+#: True if this openai's streams can be given their own item builder (:func:`reading_client`).
 PARSED_HOOK: bool = _builds_items_through_client(openai.Stream) and _builds_items_through_client(openai.AsyncStream)
 
 #: ``parse(*, data, cast_to, response)``: what a stream calls to build each item from its parsed JSON.
@@ -92,12 +92,17 @@ class _StreamClient:
         return getattr(self._llmmetrics_client, name)
 
 
-def read_parsed(stream: Any, make: Callable[[BuildItem, Any, Any], BuildItem], call: Any, note: Any) -> None:
-    """Have ``stream`` (not iterated yet) build its items with ``make(original, call, note)``, which sees each
-    item's parsed JSON and returns what ``original`` returns for it, or :data:`llmmetrics.streams.WITHHELD`.
-    Only where :data:`PARSED_HOOK`."""
-    client = stream._client
-    stream._client = _StreamClient(client, make(client._process_response_data, call, note))
+def reading_client(stream: Any, make: Callable[[BuildItem, Any, Any], BuildItem], call: Any,
+                   note: Any) -> _StreamClient | None:
+    """What ``stream`` (not iterated yet) should have as its ``_client`` to build its items with
+    ``make(original, call, note)``, which sees each item's parsed JSON and returns what ``original`` returns
+    for it, or :data:`llmmetrics.streams.WITHHELD`. None if the stream has no item builder to take over; only
+    where :data:`PARSED_HOOK`. Building it changes nothing: the caller assigns it."""
+    client = getattr(stream, "_client", None)
+    build = getattr(client, "_process_response_data", None)
+    if not callable(build):
+        return None
+    return _StreamClient(client, make(build, call, note))
 
 
 def is_raw_response(result: Any) -> bool:
@@ -128,7 +133,7 @@ def request_id_of(response: Any) -> str | None:
 
 def field(obj: Any, name: str) -> Any:
     """``obj.name`` of an openai model, or ``obj[name]`` of the parsed JSON it is built from (a stream's chunks
-    are read as JSON, :func:`read_parsed`; openai 1.66 keeps some usage details as plain dicts); None if
+    are read as JSON, :func:`reading_client`; openai 1.66 keeps some usage details as plain dicts); None if
     absent."""
     if obj is None:
         return None

@@ -91,7 +91,7 @@ def test_streams_build_each_item_through_their_clients_item_builder(llm_server: 
 
     stream = make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
                                                               stream_options={"include_usage": True})
-    openai_compat.read_parsed(stream, spying, None, None)
+    stream._client = openai_compat.reading_client(stream, spying, None, None)
     chunks = list(stream)
     assert seen and all(type(d) is dict for d in seen)
     assert [d["choices"] for d in seen] == [c.model_dump(exclude_unset=True)["choices"] for c in chunks]
@@ -269,6 +269,21 @@ def test_streams_read_from_the_models_give_the_same_records(traced: Traced, monk
     assert from_json[1] == from_models[1] and from_json[3] == from_models[3]
     assert [from_json[0], from_json[2]] == [without_null_usage(from_models[0]), without_null_usage(from_models[2])]
     assert from_json[0] != from_models[0]
+
+
+def test_a_stream_without_an_item_builder_is_read_from_its_models(traced: Traced,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream whose client has no ``_process_response_data`` keeps its client; its chunks are read from their
+    models: the same chunks for the user (usage chunk withheld), the same record."""
+    assert openai_compat.reading_client(object(), lambda *a: None, None, None) is None
+    monkeypatch.setattr(adapter, "reading_client", lambda *a: None)
+
+    def chunks(client: Any) -> list[Any]:
+        return [c.model_dump() for c in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                        stream=True)]
+    assert chunks(llmmetrics.instrument(transport_client())) == chunks(transport_client())
+    record = traced.only_record()
+    assert record["output"] == "abc" and record["output_tokens"] == 3 and record["ttft_ms"] is not None
 
 
 # -- the supported range -------------------------------------------------------------------------------------------
