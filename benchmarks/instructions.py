@@ -16,15 +16,15 @@ file sink, which work off the call path. ``--code DIR`` measures the llmmetrics 
 
 Workloads, the same answers as ``overhead.py``: the in-process transport's chat, chat stream (62 chunks
 seen; llmmetrics asks for usage), chat stream whose caller asks for usage (the same bytes on both sides),
-responses and responses stream (68 events); and Claude's plain and streamed ``messages.create`` over a
-loopback socket to the fake server (60 ``content_block_delta`` events), the server in its own process,
-not counted.
+responses and responses stream (68 events); and Claude's plain and streamed ``messages.create`` through the
+same kind of in-process transport (a 60-token answer; 60 ``content_block_delta`` events).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import re
 import shutil
@@ -47,16 +47,14 @@ STREAMS = {"chat_stream": ("chat", common.STREAM_CHUNKS + 2), "chat_stream_usage
 _TOTALS = re.compile(rb"^totals: (\d+)", re.M)
 
 
-def child(side: str, workload: str, calls: int, url: str) -> None:
+def child(side: str, workload: str, calls: int) -> None:
     """The measured process: WARMUP + ``calls`` calls of one workload, bare or instrumented, then a flush."""
     import llmmetrics
     import overhead
 
     overhead.configure(tempfile.mkdtemp(prefix="llmmetrics-instr-"), None)
     if workload in CLAUDE:
-        import anthropic
-
-        client: Any = anthropic.Anthropic(base_url=url, api_key="sk-ant-bench", max_retries=0)
+        client: Any = claude_client()
         run: Callable[[Any], Any] = overhead.CLAUDE_WORKLOADS[workload]
     else:
         client = overhead.client()
@@ -75,14 +73,51 @@ def child(side: str, workload: str, calls: int, url: str) -> None:
     llmmetrics.shutdown(30)
 
 
-def counted(side: str, workload: str, calls: int, url: str, code: Path | None, work: Path) -> tuple[int, int]:
+def _claude_bodies() -> tuple[bytes, bytes]:
+    """A Messages API answer of 60 tokens, plain and as a stream of 60 text deltas, shaped like Anthropic's."""
+    usage = {"input_tokens": 36, "output_tokens": 60, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    pieces = [f" word{i}" for i in range(60)]
+    message = {"id": "msg_01Bench", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
+               "content": [{"type": "text", "text": "".join(pieces)}], "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": usage}
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}} for p in pieces),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 60}},
+        {"type": "message_stop"}]
+    stream = b"".join(b"event: " + e["type"].encode() + b"\ndata: " + json.dumps(e).encode() + b"\n\n"
+                      for e in events)
+    return json.dumps(message).encode(), stream
+
+
+def claude_client() -> Any:
+    """A real anthropic client whose transport answers the fixed bodies above in process (as ``overhead.py``'s
+    in-process openai client): no socket, so the count does not depend on how the bytes arrive."""
+    import anthropic
+    import httpx2
+
+    plain, stream = _claude_bodies()
+
+    def answer(request: Any) -> Any:
+        streamed = b'"stream":true' in request.content or b'"stream": true' in request.content
+        return httpx2.Response(200, content=stream if streamed else plain, headers={
+            "content-type": "text/event-stream" if streamed else "application/json", "request-id": "req_bench"})
+    return anthropic.Anthropic(base_url="http://claude.bench", api_key="sk-ant-bench", max_retries=0,
+                               http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+
+
+def counted(side: str, workload: str, calls: int, code: Path | None, work: Path) -> tuple[int, int]:
     """(caller's thread, all threads) instructions of one child process."""
     out = work / f"{side}-{workload}-{calls}"
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same string hashes, set layouts and probes in every child
     if code is not None:
         env["PYTHONPATH"] = str(code)
     command = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}.%p",
-               sys.executable, str(Path(__file__).resolve()), "--child", side, workload, str(calls), url]
+               sys.executable, str(Path(__file__).resolve()), "--child", side, workload, str(calls)]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
@@ -93,14 +128,14 @@ def counted(side: str, workload: str, calls: int, url: str, code: Path | None, w
     return totals[0], sum(totals)
 
 
-def measure(workloads: list[str], calls: int, url: str, code: Path | None, jobs: int) -> list[dict[str, Any]]:
+def measure(workloads: list[str], calls: int, code: Path | None, jobs: int) -> list[dict[str, Any]]:
     """Per workload: the bare client's instructions per call and what llmmetrics adds, caller and all threads."""
     work = Path(tempfile.mkdtemp(prefix="llmmetrics-callgrind-"))
     runs = [(side, w, n) for w in workloads for side in ("bare", "instrumented") for n in (0, calls)]
     try:
         with ThreadPoolExecutor(jobs) as pool:
-            found = dict(zip(runs, pool.map(lambda r: counted(*r, url, code if r[0] == "instrumented" else None,
-                                                              work), runs)))
+            found = dict(zip(runs, pool.map(lambda r: counted(*r, code if r[0] == "instrumented" else None, work),
+                                            runs)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = []
@@ -132,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkout whose llmmetrics the instrumented side imports (before/after tables)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="child processes at once")
     parser.add_argument("--results-dir", type=Path, default=None, help="where to write instructions.json")
-    parser.add_argument("--child", nargs=4, metavar=("SIDE", "WORKLOAD", "CALLS", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("SIDE", "WORKLOAD", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        side, workload, calls, url = args.child
-        child(side, workload, int(calls), url)
+        side, workload, calls = args.child
+        child(side, workload, int(calls))
         return 0
     if shutil.which("valgrind") is None:
         print("instructions.py needs valgrind (Debian/Ubuntu: apt-get install valgrind)", file=sys.stderr)
@@ -145,16 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads = args.workloads or (["chat", "chat_stream"] if args.quick else list(OPENAI + CLAUDE))
     code = args.code.resolve() if args.code else None
     machine = common.machine_info()
-    server = None
-    if any(w in CLAUDE for w in workloads):
-        from overhead import FakeServerProcess
-
-        server = FakeServerProcess()
-    try:
-        rows = measure(workloads, calls, server.url if server else "-", code, args.jobs)
-    finally:
-        if server is not None:
-            server.stop()
+    rows = measure(workloads, calls, code, args.jobs)
     result = {"benchmark": "instructions", "machine": machine,
               "settings": {"calls": calls, "warmup": WARMUP, "code": str(code) if code else None,
                            "sinks": "file", "sample_success_ratio": 1.0},

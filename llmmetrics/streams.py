@@ -9,8 +9,8 @@ the SDK adapter per stream:
 - ``observe(call, item, note)``, called for each item (first token, output, usage), which may withhold an
   item llmmetrics asked for. An ``observe`` that raises is counted once and replaced by ``after_failure``
   for the rest of the stream, so every item still reaches the user.
-- no observer (``observe=None``): the adapter reads the items where the SDK builds them (openai: from the
-  JSON it parsed, before its pydantic models exist; :mod:`llmmetrics.providers.openai`) and the wrapper
+- no observer (``observe=None``): the adapter reads the items where the SDK builds them (from the JSON it
+  parsed, before its pydantic models exist; :func:`reading_client`) and the wrapper
   only passes them on. Such an adapter hands back :data:`WITHHELD` in place of an item the user must not
   see (the wrapper drops it), and marks the item that carries the first token by setting
   ``call.first_token`` to :data:`~llmmetrics.call.PENDING`: the wrapper stamps the time when that item
@@ -18,6 +18,10 @@ the SDK adapter per stream:
 
 :data:`WITHHELD` is dropped in both ways. Per item the wrapper costs about what a bare generator
 pass-through costs (``benchmarks/overhead.py`` measures both in the same run).
+
+Both SDKs' streams build each item by calling ``self._client._process_response_data(data=, cast_to=,
+response=)`` on the JSON they parsed (:func:`builds_items_through_client` checks a stream class's code for
+it): :func:`reading_client` makes the client one stream sees, whose builder is the adapter's reader.
 
 The streams of Stainless-generated SDKs (openai, anthropic) keep their iterator in ``_iterator``
 (:func:`wrappable` checks a stream class for it, before a request is changed in a way only the wrapper can
@@ -37,7 +41,8 @@ from .call import PENDING, count_internal_error
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["Observe", "WITHHELD", "wrappable", "wrap_sync_stream", "wrap_async_stream"]
+__all__ = ["BuildItem", "Observe", "WITHHELD", "builds_items_through_client", "field", "reading_client", "wrappable",
+           "wrap_sync_stream", "wrap_async_stream"]
 
 _ITERATOR = "_iterator"
 
@@ -58,6 +63,64 @@ def wrappable(stream_class: type) -> bool:
     """True if the class's ``__init__`` sets the iterator this module wraps (read from its code, not its source)."""
     code = getattr(getattr(stream_class, "__init__", None), "__code__", None)
     return code is not None and _ITERATOR in code.co_names
+
+
+_BUILD_ARGS = ("data", "cast_to", "response")
+
+
+def builds_items_through_client(stream_class: type) -> bool:
+    """True if ``stream_class`` builds its items as :func:`reading_client` expects (read from its code): it keeps
+    ``_client``, and ``__stream__`` looks up ``_client._process_response_data`` and calls it with exactly
+    the keyword arguments ``data``, ``cast_to``, ``response``."""
+    init = getattr(getattr(stream_class, "__init__", None), "__code__", None)
+    code = getattr(getattr(stream_class, "__stream__", None), "__code__", None)
+    if init is None or code is None or "_client" not in init.co_names:
+        return False
+    calls = [c for c in code.co_consts if type(c) is tuple and "cast_to" in c]  # keyword-name tuples
+    return ("_client" in code.co_names and "_process_response_data" in code.co_names and bool(calls)
+            and all(c == _BUILD_ARGS for c in calls))
+
+
+#: ``parse(*, data, cast_to, response)``: what a stream calls to build each item from its parsed JSON.
+BuildItem = Callable[..., Any]
+
+
+class _StreamClient:
+    """What one stream sees as its client: the client itself, but with llmmetrics' item builder."""
+
+    __slots__ = ("_process_response_data", "_llmmetrics_client")
+
+    def __init__(self, client: Any, build: BuildItem) -> None:
+        self._llmmetrics_client = client
+        self._process_response_data = build
+
+    def __getattr__(self, name: str) -> Any:  # anything else a stream may ask of its client
+        return getattr(self._llmmetrics_client, name)
+
+
+def reading_client(stream: Any, make: Callable[[BuildItem, Any, Any], BuildItem], call: Any,
+                   note: Any) -> _StreamClient | None:
+    """What ``stream`` (not iterated yet) should have as its ``_client`` to build its items with
+    ``make(original, call, note)``, which sees each item's parsed JSON and returns what ``original`` returns
+    for it, or :data:`WITHHELD`. None if the stream has no item builder to take over; only
+    where the stream's class :func:`builds_items_through_client`. Building it changes nothing: the caller
+    assigns it (before the iterator exists for an SDK whose ``_iterator`` is made from a copy of the stream on
+    first use, as anthropic's is; after wrapping otherwise)."""
+    client = getattr(stream, "_client", None)
+    build = getattr(client, "_process_response_data", None)
+    if not callable(build):
+        return None
+    return _StreamClient(client, make(build, call, note))
+
+
+def field(obj: Any, name: str) -> Any:
+    """``obj.name`` of an SDK model, or ``obj[name]`` of the parsed JSON it is built from (what a stream's reader
+    keeps, :func:`reading_client`; openai 1.66 also keeps some usage details as plain dicts); None if absent."""
+    if obj is None:
+        return None
+    if type(obj) is dict:
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 #: ``observe(call, item, note)`` notes what one streamed item tells; True: withhold the item from the user.

@@ -25,7 +25,9 @@ Not traced: ``client.beta.messages``, ``messages.parse()``, ``messages.count_tok
 
 Private names of the SDK relied on (``tests/providers/test_anthropic_compat.py`` pins each; if one moves the
 user's calls go on untouched and the failure is counted in ``llmmetrics_instrumentation_errors_total``):
-a stream's ``_iterator`` (a cached property of ``Stream``/``AsyncStream``, set on the instance), a
+a stream's ``_iterator`` (a cached property of ``Stream``/``AsyncStream``, set on the instance), a stream's
+``_client._process_response_data`` (what builds each event from its parsed JSON: the adapter's reader reads
+it there first, :func:`llmmetrics.streams.reading_client`; else the built events are observed), a
 resource's ``_client``, the manager's pending request (``_MessageStreamManager__api_request``), and, for an
 async ``with_raw_response``, ``AsyncAPIResponse._parse()`` and its ``_parsed_by_type`` cache (its public
 ``parse()`` is a coroutine the adapter cannot await).
@@ -41,8 +43,8 @@ import anthropic
 import orjson
 from anthropic.lib.streaming import AsyncMessageStreamManager
 
-from ..call import error_of
-from ..streams import wrap_async_stream, wrap_sync_stream
+from ..call import PENDING, count_internal_error, error_of
+from ..streams import BuildItem, builds_items_through_client, field, reading_client, wrap_async_stream, wrap_sync_stream
 from . import Target
 from .hosts import provider_for_url
 
@@ -69,6 +71,8 @@ _RAW_RESPONSES = (anthropic.APIResponse, anthropic.AsyncAPIResponse)
 _PENDING_REQUEST = ("_MessageStreamManager__api_request", "_AsyncMessageStreamManager__api_request")
 _REQUEST_ID_HEADERS = ("request-id", "x-amzn-requestid")  # first-party; Bedrock
 _NO_DICT: dict[str, Any] = {}
+#: True if this anthropic's streams can be given their own item builder (:func:`llmmetrics.streams.reading_client`).
+PARSED_HOOK: bool = builds_items_through_client(anthropic.Stream) and builds_items_through_client(anthropic.AsyncStream)
 
 
 def owns(client: Any) -> bool:
@@ -123,8 +127,13 @@ def returned(call: Call, result: Any, added: Callable[[Any], bool] | None, is_as
         return False
     call.http_response = getattr(result, "response", None)  # its request id is read by the exporter
     call.chunks = []
-    return (wrap_async_stream if is_async else wrap_sync_stream)(result, call, _observe_event, _withhold_nothing,
-                                                                 None)
+    wrap = wrap_async_stream if is_async else wrap_sync_stream
+    client = reading_client(result, _event_reader, call, None) if PARSED_HOOK else None
+    if client is None:  # events built some other way: read from their models as they pass
+        return wrap(result, call, _observe_event, _withhold_nothing, None)
+    # before wrapping: the stream's iterator is made (from a copy of the stream, in later 2.x) when first asked
+    result._client = client
+    return wrap(result, call, None, None, None)
 
 
 def _parsed_stream(raw: Any, is_async: bool) -> Any:
@@ -142,8 +151,56 @@ def defer(target: Target, helper: Any, trace: Callable[[Any], Any]) -> None:
     setattr(helper, name, trace(getattr(helper, name)))
 
 
+def _event_reader(build: BuildItem, call: Call, note: Any) -> BuildItem:
+    """What builds each event of one stream: reads what it tells from its parsed JSON (dict lookups, where a
+    model's attribute costs a slow lookup), then has anthropic build it. ``message_start``'s message and
+    ``message_delta``'s usage are kept as parsed, for the exporter; nothing is withheld."""
+    pieces = call.chunks
+    unread = False
+
+    def read_event(*, data: Any, cast_to: Any, response: Any) -> Any:
+        nonlocal unread
+        try:
+            kind = data["type"]
+            if kind == "content_block_delta":
+                call.chunk_count += 1
+                if call.first_token is None:
+                    call.first_token = PENDING  # stamped when this event reaches the user
+                delta = data["delta"]
+                kind = delta["type"]
+                if kind == "text_delta":
+                    pieces.append(delta["text"])  # type: ignore[union-attr]
+                elif kind == "input_json_delta" and call.tool_calls:
+                    call.tool_calls[-1]["arguments"] += delta["partial_json"]
+            elif kind == "content_block_start":
+                block = data["content_block"]
+                if block["type"] == "tool_use":
+                    _tool_started(call, block.get("id"), block.get("name"))
+            elif kind == "message_delta":
+                call.finish_reason = data["delta"].get("stop_reason")
+                call.usage = data.get("usage")
+            elif kind == "message_start":
+                call.response = data["message"]
+        except Exception:  # not shaped like a Messages event (or a bug here): passed on unread, counted once
+            if not unread:
+                unread = True
+                count_internal_error(call.rt, "stream", "reading a stream item")
+        return build(data=data, cast_to=cast_to, response=response)
+
+    return read_event
+
+
+def _tool_started(call: Call, tool_id: Any, name: Any) -> None:
+    tool = {"id": tool_id, "name": name, "arguments": ""}
+    if call.tool_calls is None:
+        call.tool_calls = [tool]
+    else:
+        call.tool_calls.append(tool)
+
+
 def _observe_event(call: Call, event: Any, note: Any) -> bool:
-    """Note what a raw stream event tells; never withheld (the user asked for everything a stream sends).
+    """``_event_reader`` for an anthropic that builds its events some other way: the same, read from the
+    models; never withheld (the user asked for everything a stream sends).
 
     ``content_block_delta`` events are most of a stream and are handled first; blocks arrive one after the
     other, so a tool's argument deltas belong to the last tool block started.
@@ -162,11 +219,7 @@ def _observe_event(call: Call, event: Any, note: Any) -> bool:
     elif kind == "content_block_start":
         block = event.content_block
         if block.type == "tool_use":
-            tool = {"id": block.id, "name": block.name, "arguments": ""}
-            if call.tool_calls is None:
-                call.tool_calls = [tool]
-            else:
-                call.tool_calls.append(tool)
+            _tool_started(call, block.id, block.name)
     elif kind == "message_delta":
         call.finish_reason = event.delta.stop_reason
         call.usage = event.usage  # cumulative; the exporter adds message_start's input side
@@ -195,9 +248,9 @@ def read_response(call: Call) -> None:
         except ValueError as exc:  # the body is not JSON: what the user's ``await raw.parse()`` raises
             call.error = error_of(exc)
             return
-    call.response_model = getattr(message, "model", None)
-    if call.stream:  # ``message`` is message_start's; the rest came in the events
-        delta_usage, start_usage = call.usage, getattr(message, "usage", None)
+    call.response_model = field(message, "model")
+    if call.stream:  # ``message`` is message_start's (a model, or as parsed); the rest came in the events
+        delta_usage, start_usage = call.usage, field(message, "usage")
         call.usage = None if delta_usage is None or start_usage is None else (start_usage, delta_usage)
         for tool in call.tool_calls or ():
             tool["arguments"] = tool["arguments"] or "{}"  # a tool without input streams no argument delta
@@ -226,15 +279,15 @@ def read_usage(operation: str, usage: Any) -> tuple[int | None, ...]:
     cache_read = _latest(delta, start, "cache_read_input_tokens")
     cache_write = _latest(delta, start, "cache_creation_input_tokens")
     details = _latest(delta, start, "output_tokens_details")
-    split = getattr(start, "cache_creation", None)
+    split = field(start, "cache_creation")
     total = None if uncached is None else uncached + (cache_read or 0) + (cache_write or 0)
-    return (total, delta.output_tokens, cache_read, getattr(details, "thinking_tokens", None), cache_write,
-            getattr(split, "ephemeral_1h_input_tokens", None))
+    return (total, field(delta, "output_tokens"), cache_read, field(details, "thinking_tokens"), cache_write,
+            field(split, "ephemeral_1h_input_tokens"))
 
 
 def _latest(delta: Any, start: Any, name: str) -> Any:
-    value = getattr(delta, name, None)
-    return getattr(start, name, None) if value is None else value
+    value = field(delta, name)
+    return field(start, name) if value is None else value
 
 
 def _request_id(headers: Any) -> str | None:

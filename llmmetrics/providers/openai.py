@@ -6,7 +6,7 @@ For chat streams the API is asked for usage (``stream_options.include_usage``) w
 and the extra usage-only chunk is withheld, so user code sees exactly the chunks it would have seen.
 The interface this module implements is described in :mod:`llmmetrics.providers`.
 
-Streams are read where openai builds their items (``openai_compat.reading_client``): from the JSON the SDK has
+Streams are read where openai builds their items (``llmmetrics.streams.reading_client``): from the JSON the SDK has
 just parsed, with plain dict lookups, before each item's pydantic model exists. Per chat chunk that is its
 text piece (a chunk without text is kept whole, as parsed); the usage-only chunk llmmetrics asked for is
 left out before openai builds it, which it never needs to; everything else (finish reason, model, tool
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import openai
 
 from ..call import PENDING, count_internal_error
-from ..streams import WITHHELD, wrap_async_stream, wrap_sync_stream, wrappable
+from ..streams import WITHHELD, BuildItem, field, reading_client, wrap_async_stream, wrap_sync_stream, wrappable
 from . import Target
 from .hosts import provider_for_url
-from .openai_compat import (PARSED_HOOK, RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, BuildItem, client_of, field,
-                            is_raw_request, is_raw_response, reading_client, request_id_of)
+from .openai_compat import (PARSED_HOOK, RAW_RESPONSE_TYPES, REQUEST_ID_HEADER, UNSET, client_of, is_raw_request,
+                            is_raw_response, request_id_of)
 
 if TYPE_CHECKING:
     from ..call import Call

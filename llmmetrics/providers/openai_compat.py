@@ -14,8 +14,8 @@ Read from the releases themselves (1.66.0, 1.109.1, 2.54.0, 3.57.0; tests/provid
   events after ``[DONE]``, 2.x on close the response in a ``finally``, 3.x also maps transport errors and
   drains async HTTP/1.1 bodies): when iteration starts, ``__stream__`` looks up
   ``self._client._process_response_data`` (private) once, and for each event parses the JSON itself and
-  calls it with ``data=``, ``cast_to=``, ``response=`` to build the pydantic item. :func:`reading_client` gives
-  one stream its own: llmmetrics reads each chunk from the parsed JSON, before its model exists, and can
+  calls it with ``data=``, ``cast_to=``, ``response=`` to build the pydantic item.
+  :func:`llmmetrics.streams.reading_client` gives one stream its own: llmmetrics reads each chunk from the parsed JSON, before its model exists, and can
   leave out a chunk the user must not see without building it. :data:`PARSED_HOOK` checks both classes'
   code for that lookup and call; if it changed, llmmetrics reads the models instead (slower, same result).
 - ``with_raw_response`` returns ``openai._legacy_response.LegacyAPIResponse`` (private) in every major, and
@@ -24,7 +24,7 @@ Read from the releases themselves (1.66.0, 1.109.1, 2.54.0, 3.57.0; tests/provid
 - The request id: the ``x-request-id`` header everywhere; a parsed response carries it as ``_request_id``
   (private, a plain instance attribute).
 - Usage details: the Responses API's ``usage.input_tokens_details`` is a model from 1.67.0 on; 1.66.x has no
-  such field and keeps the server's value as a plain dict (:func:`field` reads either). Chat's
+  such field and keeps the server's value as a plain dict (``llmmetrics.streams.field`` reads either). Chat's
   ``*_tokens_details`` are models in all.
 - "Not given" sentinels: ``openai.NotGiven`` and ``openai.Omit`` are public classes in every major (1.x
   defaults to ``NOT_GIVEN``; later releases also to ``omit``).
@@ -32,13 +32,14 @@ Read from the releases themselves (1.66.0, 1.109.1, 2.54.0, 3.57.0; tests/provid
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import openai
 
-__all__ = ["PARSED_HOOK", "RAW_RESPONSE_TYPES", "REQUEST_ID_HEADER", "UNSET", "client_of", "field",
-           "is_raw_request", "is_raw_response", "reading_client", "request_id_of"]
+from ..streams import builds_items_through_client
+
+__all__ = ["PARSED_HOOK", "RAW_RESPONSE_TYPES", "REQUEST_ID_HEADER", "UNSET", "client_of", "is_raw_request",
+           "is_raw_response", "request_id_of"]
 
 REQUEST_ID_HEADER = "x-request-id"
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
@@ -56,53 +57,8 @@ except ImportError:  # moved or renamed: recognise the raw response by what it o
 RAW_RESPONSE_TYPES: tuple[type, ...] = (_LegacyAPIResponse,) if _LegacyAPIResponse is not None else ()
 
 
-_BUILD_ARGS = ("data", "cast_to", "response")
-
-
-def _builds_items_through_client(stream_class: type) -> bool:
-    """True if ``stream_class`` builds its items as :func:`reading_client` expects (read from its code): it keeps
-    ``_client``, and ``__stream__`` looks up ``_client._process_response_data`` and calls it with exactly
-    the keyword arguments ``data``, ``cast_to``, ``response``."""
-    init = getattr(getattr(stream_class, "__init__", None), "__code__", None)
-    code = getattr(getattr(stream_class, "__stream__", None), "__code__", None)
-    if init is None or code is None or "_client" not in init.co_names:
-        return False
-    calls = [c for c in code.co_consts if type(c) is tuple and "cast_to" in c]  # keyword-name tuples
-    return ("_client" in code.co_names and "_process_response_data" in code.co_names and bool(calls)
-            and all(c == _BUILD_ARGS for c in calls))
-
-
-#: True if this openai's streams can be given their own item builder (:func:`reading_client`).
-PARSED_HOOK: bool = _builds_items_through_client(openai.Stream) and _builds_items_through_client(openai.AsyncStream)
-
-#: ``parse(*, data, cast_to, response)``: what a stream calls to build each item from its parsed JSON.
-BuildItem = Callable[..., Any]
-
-
-class _StreamClient:
-    """What one stream sees as its client: the client itself, but with llmmetrics' item builder."""
-
-    __slots__ = ("_process_response_data", "_llmmetrics_client")
-
-    def __init__(self, client: Any, build: BuildItem) -> None:
-        self._llmmetrics_client = client
-        self._process_response_data = build
-
-    def __getattr__(self, name: str) -> Any:  # anything else a stream may ask of its client
-        return getattr(self._llmmetrics_client, name)
-
-
-def reading_client(stream: Any, make: Callable[[BuildItem, Any, Any], BuildItem], call: Any,
-                   note: Any) -> _StreamClient | None:
-    """What ``stream`` (not iterated yet) should have as its ``_client`` to build its items with
-    ``make(original, call, note)``, which sees each item's parsed JSON and returns what ``original`` returns
-    for it, or :data:`llmmetrics.streams.WITHHELD`. None if the stream has no item builder to take over; only
-    where :data:`PARSED_HOOK`. Building it changes nothing: the caller assigns it."""
-    client = getattr(stream, "_client", None)
-    build = getattr(client, "_process_response_data", None)
-    if not callable(build):
-        return None
-    return _StreamClient(client, make(build, call, note))
+#: True if this openai's streams can be given their own item builder (:func:`llmmetrics.streams.reading_client`).
+PARSED_HOOK: bool = builds_items_through_client(openai.Stream) and builds_items_through_client(openai.AsyncStream)
 
 
 def is_raw_response(result: Any) -> bool:
@@ -129,14 +85,3 @@ def request_id_of(response: Any) -> str | None:
     Read from the instance dict: a missing attribute would go through pydantic's slow ``__getattr__``.
     """
     return getattr(response, "__dict__", _NO_DICT).get("_request_id")
-
-
-def field(obj: Any, name: str) -> Any:
-    """``obj.name`` of an openai model, or ``obj[name]`` of the parsed JSON it is built from (a stream's chunks
-    are read as JSON, :func:`reading_client`; openai 1.66 keeps some usage details as plain dicts); None if
-    absent."""
-    if obj is None:
-        return None
-    if type(obj) is dict:
-        return obj.get(name)
-    return getattr(obj, name, None)

@@ -14,6 +14,7 @@ from packaging.version import Version
 
 import llmmetrics
 import llmmetrics.providers.anthropic as adapter
+import llmmetrics.streams
 from llmmetrics.fake import FakeLLMServer
 from llmmetrics.providers import adapter_for, provider_for_client
 
@@ -43,6 +44,29 @@ def test_streams_iterate_the_iterator_set_on_the_instance(llm_server: FakeLLMSer
         astream._iterator = items()
         return [item async for item in astream]
     assert asyncio.run(run()) == ["c"]
+
+
+def test_streams_build_each_event_through_their_clients_item_builder() -> None:
+    """Stream and AsyncStream look up ``_client._process_response_data`` and call it with the parsed JSON of each
+    event (``data=``, ``cast_to=``, ``response=``): what llmmetrics reads a stream's events from. The client
+    is taken over before the stream's iterator exists (later 2.x make it from a copy of the stream)."""
+    assert adapter.PARSED_HOOK
+    assert llmmetrics.streams.builds_items_through_client(anthropic.Stream)
+    assert llmmetrics.streams.builds_items_through_client(anthropic.AsyncStream)
+    seen: list[Any] = []
+
+    def spying(original: Any, call: Any, note: Any) -> Any:
+        def build(*, data: Any, cast_to: Any, response: Any) -> Any:
+            seen.append(data)
+            return original(data=data, cast_to=cast_to, response=response)
+        return build
+
+    stream = claude_transport_client().messages.create(stream=True, **request(model="m"))
+    stream._client = llmmetrics.streams.reading_client(stream, spying, None, None)
+    events = list(stream)
+    assert seen and all(type(d) is dict for d in seen)
+    assert [d["type"] for d in seen] == [e.type for e in events]
+    assert seen[0]["message"]["usage"]["input_tokens"] == events[0].message.usage.input_tokens
 
 
 def test_stream_managers_keep_their_request_under_the_mangled_name(llm_server: FakeLLMServer) -> None:
@@ -143,6 +167,33 @@ def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkey
     record = traced.only_record()
     assert record["status"] == "success" and record["provider_request_id"] == FIXED_REQUEST_ID
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
+
+
+_VOLATILE = {"call_id", "trace_id", "span_id", "timestamp", "ts_ns", "latency_ms", "ttft_ms", "time_per_chunk_ms"}
+
+
+def test_events_read_from_the_models_give_the_same_records(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where events are not built through the client (PARSED_HOOK False), llmmetrics reads each event's model
+    as it passes: the user sees the same events and the records (raw stream, helper) are the same."""
+    client = llmmetrics.instrument(claude_transport_client())
+
+    def runs() -> list[Any]:
+        raw = [e.model_dump() for e in client.messages.create(stream=True, **request(model="m"))]
+        with client.messages.stream(**request(model="m")) as stream:
+            text = list(stream.text_stream)
+        return [raw, text]
+    from_json = runs()
+    monkeypatch.setattr(adapter, "PARSED_HOOK", False)
+    assert runs() == from_json
+    records = traced.records()
+    assert len(records) == 4 and all(r["status"] == "success" for r in records)
+
+    def stable(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k not in _VOLATILE}
+    assert [stable(r) for r in records[:2]] == [stable(r) for r in records[2:]]
+    assert records[0]["output"] == "Hi there" and records[0]["output_tokens"] == 4
+    assert records[0]["input_tokens"] == 9 and records[0]["finish_reason"] == "end_turn"
+    assert all(r["ttft_ms"] is not None for r in records)
 
 
 # -- the supported range -------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from packaging.version import Version
 
 import llmmetrics
 import llmmetrics.providers.openai as adapter
+import llmmetrics.streams
 from llmmetrics.providers import openai_compat
 from llmmetrics.providers.openai_compat import REQUEST_ID_HEADER
 
@@ -91,7 +92,7 @@ def test_streams_build_each_item_through_their_clients_item_builder(llm_server: 
 
     stream = make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
                                                               stream_options={"include_usage": True})
-    stream._client = openai_compat.reading_client(stream, spying, None, None)
+    stream._client = llmmetrics.streams.reading_client(stream, spying, None, None)
     chunks = list(stream)
     assert seen and all(type(d) is dict for d in seen)
     assert [d["choices"] for d in seen] == [c.model_dump(exclude_unset=True)["choices"] for c in chunks]
@@ -112,10 +113,10 @@ def test_a_stream_class_that_builds_its_items_otherwise_is_not_hooked() -> None:
             for sse in self._iter_events():
                 yield build(sse.json(), self._cast_to, self.response)
 
-    assert openai_compat._builds_items_through_client(openai.Stream)
-    assert openai_compat._builds_items_through_client(openai.AsyncStream)
-    assert not openai_compat._builds_items_through_client(Elsewhere)
-    assert not openai_compat._builds_items_through_client(OtherArguments)
+    assert llmmetrics.streams.builds_items_through_client(openai.Stream)
+    assert llmmetrics.streams.builds_items_through_client(openai.AsyncStream)
+    assert not llmmetrics.streams.builds_items_through_client(Elsewhere)
+    assert not llmmetrics.streams.builds_items_through_client(OtherArguments)
 
 
 def test_resources_know_their_client_and_cache_their_wrappers(llm_server: Any) -> None:
@@ -165,8 +166,8 @@ def test_usage_details_are_read_from_models_and_from_plain_dicts() -> None:
     assert adapter.read_usage("chat", chat) == (9, 5, 4, 2, None, None)
     bare = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14})
     assert adapter.read_usage("chat", bare) == (9, 5, None, None, None, None)
-    assert openai_compat.field({"cached_tokens": 3}, "cached_tokens") == 3
-    assert openai_compat.field(None, "cached_tokens") is None
+    assert llmmetrics.streams.field({"cached_tokens": 3}, "cached_tokens") == 3
+    assert llmmetrics.streams.field(None, "cached_tokens") is None
 
 
 # -- the fallbacks -------------------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def test_a_stream_without_an_item_builder_is_read_from_its_models(traced: Traced
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A stream whose client has no ``_process_response_data`` keeps its client; its chunks are read from their
     models: the same chunks for the user (usage chunk withheld), the same record."""
-    assert openai_compat.reading_client(object(), lambda *a: None, None, None) is None
+    assert llmmetrics.streams.reading_client(object(), lambda *a: None, None, None) is None
     monkeypatch.setattr(adapter, "reading_client", lambda *a: None)
 
     def chunks(client: Any) -> list[Any]:
