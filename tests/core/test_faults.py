@@ -18,8 +18,8 @@ import pytest
 
 import llmmetrics.providers.openai as adapter
 
-from tests.support.faults import (SHARED_FAULTS, Fault, Unappendable, bug, check_under_fault, check_without_faults,
-                                  raised)
+from tests.support.faults import (SHARED_FAULTS, Fault, bug, check_under_fault, check_without_faults,
+                                  raised, unkeeping)
 from tests.support.llm import Traced
 from tests.support.wire import transport_client
 
@@ -63,20 +63,12 @@ SCENARIOS = {
 }
 
 
-def _unkeeping(reader: Callable[..., Any]) -> Callable[..., Any]:
-    """``reader`` with every list it appends to broken: each chunk's reading raises inside llmmetrics."""
-    def broken(build: Any, call: Any, note: Any) -> Any:
-        call.chunks, call.kept = Unappendable(), Unappendable()
-        return reader(build, call, note)
-    return broken
-
-
 FAULTS = {
     **SHARED_FAULTS,
     "stream-request": Fault("call", lambda m, t: m.setattr(adapter, "prepare_stream", bug), lambda s: s.stream),
     "returned-value": Fault("call", lambda m, t: m.setattr(adapter, "returned", bug), lambda s: not s.fails),
     # reading the parsed JSON of each chunk fails (keeping what it read, and reading a Responses stream's end)
-    "stream-reader": Fault("stream", lambda m, t: (m.setattr(adapter, "_chat_reader", _unkeeping(adapter._chat_reader)),
+    "stream-reader": Fault("stream", lambda m, t: (m.setattr(adapter, "_chat_reader", unkeeping(adapter._chat_reader, "chunks", "kept")),
                                                    m.setattr(adapter, "_response_ended", bug)),
                            lambda s: s.stream and not s.fails),
     # where chunks are read from their models: the observers raise; their fallbacks (after_failure) are the

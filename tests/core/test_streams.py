@@ -12,7 +12,7 @@ import pytest
 
 import llmmetrics
 
-from tests.support.faults import Unappendable
+from tests.support.faults import unkeeping
 from tests.support.llm import Traced, make_client
 from tests.support.wire import transport_client
 
@@ -184,12 +184,7 @@ def test_failure_reading_a_chunk_never_breaks_the_users_stream(traced: Traced, m
     import llmmetrics.providers.openai as adapter
     if parsed:
         assert adapter.PARSED_HOOK
-        original = adapter._chat_reader
-
-        def breaking_reader(build: Any, call: Any, hide_usage: bool) -> Any:
-            call.chunks = Unappendable()
-            return original(build, call, hide_usage)
-        monkeypatch.setattr(adapter, "_chat_reader", breaking_reader)
+        monkeypatch.setattr(adapter, "_chat_reader", unkeeping(adapter._chat_reader, "chunks"))
     else:
         def broken(call: Any, chunk: Any, hide_usage: bool) -> bool:
             raise RuntimeError("bug in llmmetrics")

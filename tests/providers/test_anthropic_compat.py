@@ -21,7 +21,7 @@ from llmmetrics.providers import adapter_for, provider_for_client
 from tests.support.anthropic_wire import FIXED_REQUEST_ID, claude_transport_client
 from tests.support.claude import request
 from tests.support.fake import claude_client
-from tests.support.llm import Traced
+from tests.support.llm import Traced, recording_reader, stable
 from tests.support.sdk_range import assert_range_is_the_matrix, declared_range
 
 
@@ -55,14 +55,8 @@ def test_streams_build_each_event_through_their_clients_item_builder() -> None:
     assert llmmetrics.streams.builds_items_through_client(anthropic.AsyncStream)
     seen: list[Any] = []
 
-    def spying(original: Any, call: Any, note: Any) -> Any:
-        def build(*, data: Any, cast_to: Any, response: Any) -> Any:
-            seen.append(data)
-            return original(data=data, cast_to=cast_to, response=response)
-        return build
-
     stream = claude_transport_client().messages.create(stream=True, **request(model="m"))
-    stream._client = llmmetrics.streams.reading_client(stream, spying, None, None)
+    stream._client = llmmetrics.streams.reading_client(stream, recording_reader(seen), None, None)
     events = list(stream)
     assert seen and all(type(d) is dict for d in seen)
     assert [d["type"] for d in seen] == [e.type for e in events]
@@ -169,9 +163,6 @@ def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkey
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
 
 
-_VOLATILE = {"call_id", "trace_id", "span_id", "timestamp", "ts_ns", "latency_ms", "ttft_ms", "time_per_chunk_ms"}
-
-
 def test_events_read_from_the_models_give_the_same_records(traced: Traced, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where events are not built through the client (PARSED_HOOK False), llmmetrics reads each event's model
     as it passes: the user sees the same events and the records (raw stream, helper) are the same."""
@@ -187,9 +178,6 @@ def test_events_read_from_the_models_give_the_same_records(traced: Traced, monke
     assert runs() == from_json
     records = traced.records()
     assert len(records) == 4 and all(r["status"] == "success" for r in records)
-
-    def stable(record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if k not in _VOLATILE}
     assert [stable(r) for r in records[:2]] == [stable(r) for r in records[2:]]
     assert records[0]["output"] == "Hi there" and records[0]["output_tokens"] == 4
     assert records[0]["input_tokens"] == 9 and records[0]["finish_reason"] == "end_turn"

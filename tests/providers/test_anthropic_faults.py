@@ -21,8 +21,8 @@ import llmmetrics.providers.anthropic as adapter
 
 from tests.support.anthropic_wire import claude_transport_client
 from tests.support.claude import request
-from tests.support.faults import (SHARED_FAULTS, Fault, Unappendable, bug, check_under_fault, check_without_faults,
-                                  raised)
+from tests.support.faults import (SHARED_FAULTS, Fault, bug, check_under_fault, check_without_faults,
+                                  raised, unkeeping)
 from tests.support.llm import Traced
 
 
@@ -105,14 +105,6 @@ SCENARIOS = {
 }
 
 
-def _unkeeping(reader: Callable[..., Any]) -> Callable[..., Any]:
-    """``reader`` whose list of text pieces is broken: reading each text delta raises inside llmmetrics."""
-    def broken(build: Any, call: Any, note: Any) -> Any:
-        call.chunks = Unappendable()
-        return reader(build, call, note)
-    return broken
-
-
 FAULTS = {
     **SHARED_FAULTS,
     "stream-request": Fault("call", lambda m, t: m.setattr(adapter, "prepare_stream", bug),
@@ -120,7 +112,7 @@ FAULTS = {
     "returned-value": Fault("call", lambda m, t: m.setattr(adapter, "returned", bug), lambda s: not s.fails),
     "helper-handover": Fault("call", lambda m, t: m.setattr(adapter, "defer", bug), lambda s: s.via == "helper"),
     # reading each event's parsed JSON fails (keeping its text)
-    "stream-reader": Fault("stream", lambda m, t: m.setattr(adapter, "_event_reader", _unkeeping(adapter._event_reader)),
+    "stream-reader": Fault("stream", lambda m, t: m.setattr(adapter, "_event_reader", unkeeping(adapter._event_reader, "chunks")),
                            lambda s: s.via != "create" and not s.fails),
     # where events are read from their models: the observer raises
     "stream-observer": Fault("stream", lambda m, t: (m.setattr(adapter, "PARSED_HOOK", False),

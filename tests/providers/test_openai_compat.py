@@ -21,7 +21,7 @@ import llmmetrics.streams
 from llmmetrics.providers import openai_compat
 from llmmetrics.providers.openai_compat import REQUEST_ID_HEADER
 
-from tests.support.llm import Traced, make_client
+from tests.support.llm import Traced, make_client, recording_reader, stable
 from tests.support.sdk_range import assert_range_is_the_matrix, declared_range
 from tests.support.wire import FIXED_REQUEST_ID, transport_client
 
@@ -84,15 +84,9 @@ def test_streams_build_each_item_through_their_clients_item_builder(llm_server: 
     assert openai_compat.PARSED_HOOK
     seen: list[Any] = []
 
-    def spying(original: Any, call: Any, note: Any) -> Any:
-        def build(*, data: Any, cast_to: Any, response: Any) -> Any:
-            seen.append(data)
-            return original(data=data, cast_to=cast_to, response=response)
-        return build
-
     stream = make_client(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
                                                               stream_options={"include_usage": True})
-    stream._client = llmmetrics.streams.reading_client(stream, spying, None, None)
+    stream._client = llmmetrics.streams.reading_client(stream, recording_reader(seen), None, None)
     chunks = list(stream)
     assert seen and all(type(d) is dict for d in seen)
     assert [d["choices"] for d in seen] == [c.model_dump(exclude_unset=True)["choices"] for c in chunks]
@@ -233,9 +227,6 @@ def test_streams_pass_untouched_when_their_iterator_moved(traced: Traced, monkey
     assert traced.value("llmmetrics_instrumentation_errors_total", stage="stream") == 1
 
 
-_VOLATILE = {"call_id", "trace_id", "span_id", "timestamp", "ts_ns", "latency_ms", "ttft_ms", "time_per_chunk_ms"}
-
-
 def _stream_runs(client: Any) -> list[Any]:
     """What a user sees of each kind of stream: chat (plain, usage asked for, tool calls) and Responses."""
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
@@ -255,9 +246,6 @@ def test_streams_read_from_the_models_give_the_same_records(traced: Traced, monk
     from_models = _stream_runs(client)
     records = traced.records()
     assert len(records) == 8 and all(r["status"] == "success" for r in records)
-
-    def stable(record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if k not in _VOLATILE}
     assert [stable(r) for r in records[:4]] == [stable(r) for r in records[4:]]
     assert records[0]["output"] == "abc" and records[0]["output_tokens"] == 3
     assert records[2]["tool_calls"] == [{"id": "call_1", "name": "lookup", "arguments": '{"order": "1234"}'}]

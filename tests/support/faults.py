@@ -30,6 +30,16 @@ class Unappendable(list):  # type: ignore[type-arg]
         bug()
 
 
+def unkeeping(reader: Callable[..., Any], *lists: str) -> Callable[..., Any]:
+    """An adapter's stream-reader factory ``reader`` with the call's ``lists`` (attribute names of the lists
+    it appends to) broken: reading each item raises inside llmmetrics."""
+    def broken(build: Any, call: Any, note: Any) -> Any:
+        for name in lists:
+            setattr(call, name, Unappendable())
+        return reader(build, call, note)
+    return broken
+
+
 class Fault(NamedTuple):
     stage: str  # the instrumentation_errors stage it is counted under
     inject: Callable[[pytest.MonkeyPatch, Traced], None]

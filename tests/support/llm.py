@@ -47,3 +47,24 @@ class Traced:
 def make_client(server: FakeLLMServer, *, is_async: bool = False, timeout: float = 10.0) -> Any:
     cls = openai.AsyncOpenAI if is_async else openai.OpenAI
     return cls(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
+
+
+#: Record fields that differ between two runs of the same call (ids, clocks, durations).
+VOLATILE_FIELDS = frozenset({"call_id", "trace_id", "span_id", "timestamp", "ts_ns", "latency_ms", "ttft_ms",
+                             "time_per_chunk_ms"})
+
+
+def stable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without its :data:`VOLATILE_FIELDS`: what two runs of the same call must agree on."""
+    return {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+
+
+def recording_reader(seen: list[Any]) -> Any:
+    """A stream-reader factory for ``llmmetrics.streams.reading_client`` that appends each item's parsed JSON to
+    ``seen`` and builds it as the SDK would."""
+    def make(original: Any, call: Any, note: Any) -> Any:
+        def build(*, data: Any, cast_to: Any, response: Any) -> Any:
+            seen.append(data)
+            return original(data=data, cast_to=cast_to, response=response)
+        return build
+    return make
