@@ -4,7 +4,9 @@ Run: ``python benchmarks/instructions.py [--calls N] [--quick] [--code DIR]``. N
 and writes ``benchmarks/results/instructions.json``.
 
 Wall-time differences of tens of microseconds on a multi-millisecond stream drown in this machine's noise
-(two runs of the same code differ by ±50 µs); an instruction count does not drift. Each figure is the slope
+(two runs of the same code differ by ±50 µs); an instruction count drifts far less (±15k per plain call,
+±100k per 57M-instruction stream: when the exporter thread takes the GIL, and so which memory the next call
+reuses, is up to valgrind's thread scheduling). Each figure is the slope
 between two child processes, one making ``WARMUP`` calls and one ``WARMUP + N``, run under
 ``valgrind --tool=callgrind --separate-threads=yes``: the start-up, the imports and the first calls' lazy
 set-up cancel, and what is left is N steady calls. The measured calls run with the garbage collector off
@@ -16,7 +18,9 @@ file sink, which work off the call path. ``--code DIR`` measures the llmmetrics 
 
 Workloads, the same answers as ``overhead.py``: the in-process transport's chat, chat stream (62 chunks
 seen; llmmetrics asks for usage), chat stream whose caller asks for usage (the same bytes on both sides),
-responses and responses stream (68 events); and Claude's plain and streamed ``messages.create`` through the
+responses and responses stream (68 events); the time-to-first-token path of both streams (``create()``, then
+the first chunk, or the first text delta, in the caller's hands, then ``close()``: the close is the only part
+that is not before the first token); and Claude's plain and streamed ``messages.create`` through the
 same kind of in-process transport (a 60-token answer; 60 ``content_block_delta`` events).
 """
 
@@ -39,11 +43,14 @@ from typing import Any
 import common
 
 WARMUP = 5
-OPENAI = ("chat", "chat_stream", "chat_stream_usage", "responses", "responses_stream")
+OPENAI = ("chat", "chat_stream", "chat_stream_usage", "responses", "responses_stream", "chat_stream_ttft",
+          "responses_stream_ttft")
 CLAUDE = ("claude", "claude_stream")
 #: for each stream workload: its plain call, and the items the caller sees (the per-item slope's divisor)
 STREAMS = {"chat_stream": ("chat", common.STREAM_CHUNKS + 2), "chat_stream_usage": ("chat", common.STREAM_CHUNKS + 2),
            "responses_stream": ("responses", common.STREAM_CHUNKS + 8), "claude_stream": ("claude", 60)}
+#: the first-token workloads: their added instructions as a share of the bare client's (the goal: ≤ 1 %)
+FIRST_TOKEN = ("chat_stream_ttft", "responses_stream_ttft")
 _TOTALS = re.compile(rb"^totals: (\d+)", re.M)
 
 
@@ -59,7 +66,8 @@ def child(side: str, workload: str, calls: int) -> None:
     else:
         client = overhead.client()
         run = {**common.SYNC_WORKLOADS, "chat_stream_usage": common.chat_stream_usage,
-               "responses_stream": overhead.responses_stream}[workload]
+               "responses_stream": overhead.responses_stream, "chat_stream_ttft": chat_first_chunk,
+               "responses_stream_ttft": responses_first_delta}[workload]
     if side == "instrumented":
         client = llmmetrics.instrument(client)
     for _ in range(WARMUP):
@@ -71,6 +79,22 @@ def child(side: str, workload: str, calls: int) -> None:
         run(client)
     llmmetrics.flush(30)
     llmmetrics.shutdown(30)
+
+
+def chat_first_chunk(client: Any) -> None:
+    """A chat stream up to its first chunk in the caller's hands, then closed."""
+    stream = client.chat.completions.create(model=common.MODEL, messages=common.MESSAGES, stream=True)
+    next(iter(stream))
+    stream.close()
+
+
+def responses_first_delta(client: Any) -> None:
+    """A Responses stream up to its first text delta in the caller's hands, then closed."""
+    import overhead  # imported by the child only (as in ``child``); the same lookup on both sides
+
+    stream = client.responses.create(**overhead.RESPONSES_ARGS, stream=True)
+    overhead.first_text_delta(stream)
+    stream.close()
 
 
 def _claude_bodies() -> tuple[bytes, bytes]:
@@ -158,6 +182,12 @@ def per_item(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for kind, (plain, items) in STREAMS.items() if kind in by and plain in by}
 
 
+def first_token(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first-token paths' added instructions, caller's thread, in % of the bare client's."""
+    return {r["workload"]: round(100 * r["added_caller"] / r["bare_caller"], 2)
+            for r in rows if r["workload"] in FIRST_TOKEN and r["bare_caller"] > 0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=None, help="measured calls per child (default 20)")
@@ -184,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "instructions", "machine": machine,
               "settings": {"calls": calls, "warmup": WARMUP, "code": str(code) if code else None,
                            "sinks": "file", "sample_success_ratio": 1.0},
-              "rows": rows, "per_item": per_item(rows)}
+              "rows": rows, "per_item": per_item(rows), "first_token_pct": first_token(rows)}
     path = common.write_results("instructions", result, args.results_dir)
     common.print_table("Instructions per call (callgrind; added = instrumented − bare)", rows,
                        ("workload", "calls", "bare_caller", "added_caller", "bare_all", "added_all"))
     print("\nStreams beyond their plain call, caller's thread:", result["per_item"])
+    print("First-token paths, added in % of the bare client's, caller's thread:", result["first_token_pct"])
     print(f"wrote {path}")
     return 0
 

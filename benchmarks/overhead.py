@@ -251,7 +251,8 @@ def _first_chat_chunk(stream: Any) -> Any:
     return iter(stream)
 
 
-def _first_text_delta(stream: Any) -> Any:
+def first_text_delta(stream: Any) -> Any:
+    """Iterate ``stream`` up to its first text delta; the iterator, positioned after it."""
     it = iter(stream)
     for event in it:
         if event.type == "response.output_text.delta":
@@ -266,7 +267,7 @@ def measure_ttft(bare: Any, inst: Any, n: int, warmup: int) -> list[dict[str, An
     cases = {"chat_stream_ttft": (lambda c: c.chat.completions.create(model=common.MODEL, messages=common.MESSAGES,
                                                                       stream=True), lambda s: next(iter(s))),
              "responses_stream_ttft": (lambda c: c.responses.create(**RESPONSES_ARGS, stream=True),
-                                       _first_text_delta)}
+                                       first_text_delta)}
     rows = []
     for name, (create, first) in cases.items():
         def timed(client: Any) -> Callable[[], int]:

@@ -76,14 +76,19 @@ def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
 def test_instructions_counts_both_sides_of_a_stream(tmp_path: Path) -> None:
     """instructions.py runs the bare and instrumented children under callgrind and reports per-call counts
     and the per-chunk figure (valgrind is installed by scripts/test.sh)."""
-    data = run("instructions.py", "--calls", "1", "--workloads", "chat", "chat_stream", results=tmp_path)
+    data = run("instructions.py", "--calls", "1", "--workloads", "chat", "chat_stream", "chat_stream_ttft",
+               results=tmp_path)
     rows = {r["workload"]: r for r in data["rows"]}
-    assert set(rows) == {"chat", "chat_stream"}
+    assert set(rows) == {"chat", "chat_stream", "chat_stream_ttft"}
     for row in rows.values():
         assert row["bare_caller"] > 1_000_000 and row["bare_all"] >= row["bare_caller"] * 0.9
         assert all(isinstance(row[k], int) for k in ("added_caller", "added_all"))
     assert rows["chat_stream"]["bare_caller"] > 5 * rows["chat"]["bare_caller"]  # 62 chunks, each built
     assert isinstance(data["per_item"]["chat_stream"]["added_caller_per_item"], NUMBER)
+    # the first-token path stops after one chunk: far less than the whole stream, and its share is reported
+    assert rows["chat_stream_ttft"]["bare_caller"] < rows["chat_stream"]["bare_caller"] / 3
+    assert set(data["first_token_pct"]) == {"chat_stream_ttft"}
+    assert isinstance(data["first_token_pct"]["chat_stream_ttft"], NUMBER)
 
 
 @pytest.mark.timeout(600)
