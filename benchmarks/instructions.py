@@ -81,16 +81,20 @@ def child(side: str, workload: str, calls: int) -> None:
     llmmetrics.shutdown(30)
 
 
+# the first-token paths: ``overhead`` is imported by the child only (as in ``child``), the same lookup on both sides
+
 def chat_first_chunk(client: Any) -> None:
     """A chat stream up to its first chunk in the caller's hands, then closed."""
+    import overhead
+
     stream = client.chat.completions.create(model=common.MODEL, messages=common.MESSAGES, stream=True)
-    next(iter(stream))
+    overhead.first_chat_chunk(stream)
     stream.close()
 
 
 def responses_first_delta(client: Any) -> None:
     """A Responses stream up to its first text delta in the caller's hands, then closed."""
-    import overhead  # imported by the child only (as in ``child``); the same lookup on both sides
+    import overhead
 
     stream = client.responses.create(**overhead.RESPONSES_ARGS, stream=True)
     overhead.first_text_delta(stream)

@@ -247,8 +247,11 @@ def measure_async(mode: str, bare: Any, inst: Any, n: int, warmup: int, cpu_call
     return rows
 
 
-def _first_chat_chunk(stream: Any) -> Any:
-    return iter(stream)
+def first_chat_chunk(stream: Any) -> Any:
+    """Take the first chunk of ``stream``; the iterator, positioned after it."""
+    it = iter(stream)
+    next(it)
+    return it
 
 
 def first_text_delta(stream: Any) -> Any:
@@ -265,7 +268,7 @@ def measure_ttft(bare: Any, inst: Any, n: int, warmup: int) -> list[dict[str, An
     hands, bare vs instrumented, alternating which goes first."""
     clock = time.perf_counter_ns
     cases = {"chat_stream_ttft": (lambda c: c.chat.completions.create(model=common.MODEL, messages=common.MESSAGES,
-                                                                      stream=True), lambda s: next(iter(s))),
+                                                                      stream=True), first_chat_chunk),
              "responses_stream_ttft": (lambda c: c.responses.create(**RESPONSES_ARGS, stream=True),
                                        first_text_delta)}
     rows = []

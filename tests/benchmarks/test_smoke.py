@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,18 @@ def test_overhead_runs_every_mode_and_workload(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(600)
+def test_first_token_helpers_leave_the_rest_of_the_stream_to_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first-token rows time the stream up to its first item, then read the rest untimed: the helpers hand
+    back the stream's iterator just past that item (an earlier one returned the chunk itself, whose fields the
+    untimed loop then read, leaving every such stream unread)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import overhead
+
+    assert list(overhead.first_chat_chunk(["role", "a", "b"])) == ["a", "b"]
+    events = [types.SimpleNamespace(type=t) for t in ("response.created", "response.output_text.delta", "x", "y")]
+    assert [e.type for e in overhead.first_text_delta(events)] == ["x", "y"]
+
+
 def test_instructions_counts_both_sides_of_a_stream(tmp_path: Path) -> None:
     """instructions.py runs the bare and instrumented children under callgrind and reports per-call counts
     and the per-chunk figure (valgrind is installed by scripts/test.sh)."""
